@@ -1,0 +1,147 @@
+"""Typed schema of the Hydra config, and the checks a type cannot express.
+
+The dataclasses are registered in Hydra's ConfigStore on import, as ``base_config``; the
+YAML tree in ``conf/`` fills them in. Because every node is typed and in struct mode,
+a misspelt key (``trainer.batchsize=8``) or a wrong type (``trainer.steps=abc``) fails
+before any work, and Hydra names the key. ``validate`` adds the range checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from ganlab.errors import GanlabError
+
+
+def config_dir() -> Path:
+    """The directory holding ``config.yaml``.
+
+    Wheels carry the YAML inside the package (``ganlab/conf``); a source checkout or an
+    editable install reads the top-level ``conf/`` it was made from.
+    """
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
+
+
+class Split(Enum):
+    train = "train"
+    test = "test"
+    all = "all"
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    z_dim: int = 100
+    # `_target_` nodes for hydra.utils.instantiate; their keys are the classes' arguments.
+    generator: Any = MISSING
+    discriminator: Any = MISSING
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+    n_critic: int = 1
+    gp_weight: float = 0.0  # λ of the interpolation gradient penalty (wgan_gp)
+    clip: float | None = None  # D weights clipped to [-clip, clip] after each D step (wgan)
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float = 2.0e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    # Partial `_target_` nodes: instantiate(node)(params). They read lr/betas above by default.
+    generator: Any = MISSING
+    discriminator: Any = MISSING
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"
+    root: str = "~/.cache/ganlab/mnist"
+    split: Split = Split.train
+    download: bool = True
+    strict: bool = False  # true: missing MNIST is an error instead of the 5,000-image sample
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 5000  # generator updates
+    batch_size: int = 64
+    n_critic: int = "${loss.n_critic}"  # type: ignore[assignment]  # D updates per G update
+    log_every: int = 100
+    sample_every: int = 500
+    ckpt_every: int = 1000
+    eval_every: int = 0  # 0: evaluate only at the end
+    resume: str | None = None  # a checkpoint path, or "auto": the run dir's last.pt
+    progress: bool = True  # tqdm bar (shown only on a terminal)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    loss: LossConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    data: DataConfig = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = 0
+    device: str = "auto"
+
+
+ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def _check(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise GanlabError(f"invalid value for {key}: {value!r} ({rule})")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks the schema's types cannot express; raises GanlabError naming the key."""
+    from ganlab.losses import LOSSES  # late: losses imports torch, the schema does not need it
+
+    t, opt = cfg.trainer, cfg.optimizer
+    _check(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, f"one of {', '.join(LOSSES)}")
+    for key in ("steps", "batch_size", "n_critic"):
+        _check(t[key] >= 1, f"trainer.{key}", t[key], "must be >= 1")
+    for key in ("log_every", "sample_every", "ckpt_every", "eval_every"):
+        _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0; 0 turns it off")
+    _check(cfg.model.z_dim >= 1, "model.z_dim", cfg.model.z_dim, "must be >= 1")
+    _check(cfg.loss.gp_weight >= 0, "loss.gp_weight", cfg.loss.gp_weight, "must be >= 0")
+    clip = cfg.loss.clip
+    _check(clip is None or clip > 0, "loss.clip", clip, "must be > 0, or null for no clipping")
+    _check(opt.lr > 0, "optimizer.lr", opt.lr, "must be > 0")
+    _check_betas("optimizer.betas", opt.betas)
+    for part in ("generator", "discriminator"):  # per-network overrides (e.g. TTUR)
+        node = opt[part]
+        if "lr" in node and node.lr != opt.lr:
+            _check(node.lr > 0, f"optimizer.{part}.lr", node.lr, "must be > 0")
+        if "betas" in node and list(node.betas) != list(opt.betas):
+            _check_betas(f"optimizer.{part}.betas", node.betas)
+    _check(
+        cfg.device == "auto" or _is_device(cfg.device),
+        "device",
+        cfg.device,
+        "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string",
+    )
+
+
+def _check_betas(key: str, betas: Any) -> None:
+    ok = len(betas) == 2 and all(0 <= b < 1 for b in betas)
+    _check(ok, key, list(betas), "two values in [0, 1)")
+
+
+def _is_device(name: str) -> bool:
+    import torch
+
+    try:
+        torch.device(name)
+    except RuntimeError:
+        return False
+    return True

