@@ -81,6 +81,28 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
+def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
+    """Data, models, optimizers and loss from the config, ready to step."""
+    data = load_data(cfg.data, device)
+    log.info("data: %d images (%s) on %s", len(data), data.source, device)
+    G, D = build_models(cfg.model)
+    G, D = G.to(device), D.to(device)
+    opt_G = instantiate(cfg.optimizer.generator)(G.parameters())
+    opt_D = instantiate(cfg.optimizer.discriminator)(D.parameters())
+    return Trainer(
+        G,
+        D,
+        get_loss(cfg.loss.name),
+        opt_G,
+        opt_D,
+        data,
+        cfg.trainer.batch_size,
+        cfg.model.z_dim,
+        gp_weight=cfg.loss.gp_weight,
+        clip=cfg.loss.clip,
+    )
+
+
 def train(cfg: DictConfig, out_dir: Path) -> float:
     """Train one GAN into ``out_dir``; return the sweep objective (lower is better).
 
@@ -92,25 +114,8 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
 
-    # --- data, models, optimizers -------------------------------------------------------
-    data = load_data(cfg.data, device)
-    log.info("data: %d images (%s) on %s", len(data), data.source, device)
-    G, D = build_models(cfg.model)
-    G, D = G.to(device), D.to(device)
-    opt_G = instantiate(cfg.optimizer.generator)(G.parameters())
-    opt_D = instantiate(cfg.optimizer.discriminator)(D.parameters())
-    trainer = Trainer(
-        G,
-        D,
-        get_loss(cfg.loss.name),
-        opt_G,
-        opt_D,
-        data,
-        t.batch_size,
-        cfg.model.z_dim,
-        gp_weight=cfg.loss.gp_weight,
-        clip=cfg.loss.clip,
-    )
+    trainer = build_trainer(cfg, device)
+    data = trainer.data
     # Fixed noise from its own generator: the grids stay comparable across runs and resumes.
     fixed_z = torch.randn(
         N_FIXED, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed)

@@ -1,0 +1,99 @@
+"""The config tree: every group option composes, defaults match the contract, bad values fail."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from ganlab.config import config_dir, validate
+from ganlab.errors import GanlabError
+from ganlab.losses import LOSSES
+from ganlab.models import build_models
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def test_groups_hold_the_contracted_options():
+    assert options("model") == ["dcgan", "mlp"]
+    assert options("loss") == sorted(LOSSES)
+    assert options("optimizer") == ["adam"]
+    assert options("data") == ["mnist", "mnist_sample"]
+
+
+def test_defaults_match_the_contract(make_cfg):
+    cfg = make_cfg()
+    assert (cfg.model.name, cfg.loss.name, cfg.data.name) == ("dcgan", "vanilla", "mnist")
+    assert cfg.trainer.batch_size == 64 and cfg.device == "auto"
+    assert cfg.optimizer.generator.lr == cfg.optimizer.discriminator.lr == 2e-4
+    assert list(cfg.optimizer.discriminator.betas) == [0.5, 0.999]
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_n_critic_defaults_from_the_loss(make_cfg, loss):
+    cfg = make_cfg(f"loss={loss}")
+    assert cfg.loss.name == loss
+    assert cfg.trainer.n_critic == (5 if loss in ("wgan", "wgan_gp") else 1)
+    validate(cfg)
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+def test_models_instantiate_and_d_returns_raw_scores(make_cfg, model):
+    cfg = make_cfg(f"model={model}", "model.z_dim=12")
+    G, D = build_models(cfg.model)
+    z = torch.randn(5, 12)
+    x = G(z)
+    assert x.shape == (5, 1, 28, 28) and x.abs().max() <= 1
+    scores = D(x)
+    assert scores.shape == (5,)
+    # No sigmoid in D: scores leave [0, 1] once the output layer is scaled up.
+    with torch.no_grad():
+        list(D.parameters())[-1].add_(10.0)
+    assert D(x).min() > 1
+
+
+def test_one_lr_sets_both_optimizers_and_each_can_differ(make_cfg):
+    cfg = make_cfg("optimizer.lr=1e-3", "optimizer.discriminator.lr=4e-4")
+    G, D = build_models(cfg.model)
+    opt_G = instantiate(cfg.optimizer.generator)(G.parameters())
+    opt_D = instantiate(cfg.optimizer.discriminator)(D.parameters())
+    assert isinstance(opt_G, torch.optim.Adam)
+    assert opt_G.param_groups[0]["lr"] == 1e-3 and opt_D.param_groups[0]["lr"] == 4e-4
+    assert opt_G.param_groups[0]["betas"] == (0.5, 0.999)
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("trainer.n_critic=0", "trainer.n_critic"),
+        ("trainer.steps=-5", "trainer.steps"),
+        ("optimizer.lr=-1e-4", "optimizer.lr"),
+        ("optimizer.discriminator.lr=0", "optimizer.discriminator.lr"),
+        ("optimizer.betas=[0.5,1.5]", "optimizer.betas"),
+        ("loss.gp_weight=-1", "loss.gp_weight"),
+        ("trainer.log_every=-1", "trainer.log_every"),
+        ("device=gpu0", "device"),
+    ],
+)
+def test_invalid_values_name_their_key(make_cfg, override, key):
+    with pytest.raises(GanlabError, match=f"invalid value for {key}:"):
+        validate(make_cfg(override))
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.batchsize=3", "loss=hinje", "data.split=val", "trainer.steps=abc", "los=hinge"],
+)
+def test_typos_and_wrong_types_fail_at_composition(make_cfg, override):
+    with pytest.raises(ConfigCompositionException):
+        make_cfg(override)
+
+
+def test_a_bad_model_argument_is_reported_with_its_key(make_cfg):
+    cfg = make_cfg("model=mlp", "+model.generator.width=3")
+    with pytest.raises(GanlabError, match="model.generator"):
+        build_models(cfg.model)

@@ -1,0 +1,60 @@
+"""The trainer's update schedule and the WGAN constraint, on real configs."""
+
+from __future__ import annotations
+
+import torch
+
+from ganlab.checkpoint import load_checkpoint
+from ganlab.results import read_results
+from ganlab.train import build_trainer, train
+from tests.conftest import tiny
+
+
+def adam_steps(opt_state: dict) -> set[int]:
+    return {int(s["step"]) for s in opt_state["state"].values()}
+
+
+def test_n_critic_5_makes_15_d_updates_for_3_g_updates(make_cfg, tmp_path):
+    cfg = make_cfg(*tiny("mlp"), "data=mnist_sample", "loss=wgan", "trainer.steps=3")
+    assert cfg.trainer.n_critic == 5  # from the loss's own default
+    train(cfg, tmp_path)
+    # Independent count: Adam's own per-parameter step counters in the saved optimizers.
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert adam_steps(ckpt["opt_D"]) == {15}
+    assert adam_steps(ckpt["opt_G"]) == {3}
+    results = read_results(tmp_path)
+    assert (results["steps"], results["d_updates"], results["n_critic"]) == (3, 15, 5)
+
+
+def test_n_critic_override_beats_the_loss_default(make_cfg, tmp_path):
+    cfg = make_cfg(
+        *tiny("mlp"), "data=mnist_sample", "loss=hinge", "trainer.steps=2", "trainer.n_critic=3"
+    )
+    train(cfg, tmp_path)
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert adam_steps(ckpt["opt_D"]) == {6}
+
+
+def test_wgan_d_weights_are_clipped_after_a_d_step(make_cfg):
+    cfg = make_cfg(*tiny("dcgan"), "data=mnist_sample", "loss=wgan")
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg, torch.device("cpu"))
+    c = cfg.loss.clip
+    assert c == 0.01
+    assert max(p.abs().max().item() for p in trainer.D.parameters()) > c  # default init
+    trainer.d_step()
+    for p in trainer.D.parameters():
+        assert p.abs().max().item() <= c
+
+
+def test_g_step_leaves_d_untouched_and_d_step_leaves_g_untouched(make_cfg):
+    cfg = make_cfg(*tiny("mlp"), "data=mnist_sample", "loss=ragan")
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg, torch.device("cpu"))
+    before_D = [p.clone() for p in trainer.D.parameters()]
+    trainer.g_step()
+    assert all(torch.equal(a, b) for a, b in zip(before_D, trainer.D.parameters(), strict=True))
+    assert all(p.grad is None for p in trainer.D.parameters())  # no wasted D gradients
+    before_G = [p.clone() for p in trainer.G.parameters()]
+    trainer.d_step()
+    assert all(torch.equal(a, b) for a, b in zip(before_G, trainer.G.parameters(), strict=True))
