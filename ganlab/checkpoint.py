@@ -6,9 +6,11 @@ tuples and dicts, so the config is stored as a plain dict and RNG states as tens
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,41 +19,111 @@ import torch
 
 from ganlab.errors import GanlabError
 
+log = logging.getLogger(__name__)
+
+
+LAST = "last.pt"
+RUN_KEYS = ("G", "D", "opt_G", "opt_D", "step", "d_updates", "rng", "config")
+
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write to a temp file in the same folder, fsync, then rename over ``path``.
 
-    A crash mid-write leaves the previous checkpoint intact: readers see the old file or the
-    new one, never half of one.
+    A crash or a full disk mid-write leaves the previous checkpoint intact: readers see the
+    old file or the new one, never half of one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise GanlabError(
+            f"cannot write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact"
+        ) from e
 
 
-def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint``; never executes pickled code."""
+def load_checkpoint(
+    path: Path | str,
+    map_location: str | torch.device = "cpu",
+    required: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Load a file written by ``save_checkpoint``; never executes pickled code.
+
+    ``weights_only=True`` refuses any pickled object other than tensors and plain
+    containers, so a crafted file cannot run code here. ``required``: keys it must hold
+    (``RUN_KEYS`` for a training checkpoint).
+    """
     path = Path(path)
     if not path.is_file():
         raise GanlabError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        reason = " ".join(str(e).split())[:300]
+        # torch's messages run to paragraphs: the first sentence says what is wrong.
+        reason = " ".join(str(e).split()).split(". ")[0][:300]
         raise GanlabError(f"cannot load checkpoint {path}: {reason}") from e
+    missing = [k for k in required if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise GanlabError(f"{path} is not a ganlab checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def _step_of(path: Path) -> int:
+    digits = path.stem.removeprefix("step_")
+    return int(digits) if digits.isdigit() else -1
+
+
+class CheckpointDir:
+    """``last.pt`` plus the newest ``keep`` numbered copies (``step_000500.pt``) of a run.
+
+    The numbered copies are separate files, so a damaged ``last.pt`` still leaves an
+    older good checkpoint to fall back on.
+    """
+
+    def __init__(self, path: Path, keep: int = 2):
+        self.path, self.keep = Path(path), keep
+
+    @property
+    def last(self) -> Path:
+        return self.path / LAST
+
+    def save(self, step: int, state: dict[str, Any]) -> None:
+        if self.keep > 0:
+            save_checkpoint(self.path / f"step_{step:06d}.pt", state)
+            for old in self.numbered()[self.keep :]:
+                old.unlink(missing_ok=True)
+        save_checkpoint(self.last, state)
+
+    def numbered(self) -> list[Path]:
+        """Numbered checkpoints, newest first."""
+        return sorted(self.path.glob("step_*.pt"), key=_step_of, reverse=True)
+
+    def load_newest_valid(self, map_location: str | torch.device = "cpu"):
+        """(path, state) of the newest checkpoint that loads, or None when there is none.
+
+        Damaged files are reported and skipped; if every file is damaged, that is an error.
+        """
+        candidates = [p for p in (self.last, *self.numbered()) if p.is_file()]
+        for path in candidates:  # last.pt is written after the numbered copy: newest first
+            try:
+                return path, load_checkpoint(path, map_location, RUN_KEYS)
+            except GanlabError as e:
+                log.warning("skipping a damaged checkpoint: %s", e)
+        if candidates:
+            raise GanlabError(f"no loadable checkpoint in {self.path}: every file is damaged")
+        return None
 
 
 def rng_state() -> dict[str, Any]:

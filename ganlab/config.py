@@ -35,6 +35,11 @@ class Split(Enum):
     all = "all"
 
 
+class OnDivergence(Enum):
+    stop = "stop"  # keep the last good checkpoint, mark results.json "diverged"
+    rollback = "rollback"  # reload the last good checkpoint and retry with fresh noise
+
+
 @dataclass
 class ModelConfig:
     name: str = MISSING
@@ -79,7 +84,11 @@ class TrainerConfig:
     sample_every: int = 500
     ckpt_every: int = 1000
     eval_every: int = 0  # 0: evaluate only at the end
-    resume: str | None = None  # a checkpoint path, or "auto": the run dir's last.pt
+    resume: str | None = None  # "auto" (this run dir), a run dir, or a checkpoint file
+    keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)
+    on_divergence: OnDivergence = OnDivergence.stop  # NaN/Inf losses or |D score| too large
+    max_abs_score: float = 1.0e6  # mean |D(x)| above this counts as a diverged D
+    max_rollbacks: int = 3
     progress: bool = True  # tqdm bar (shown only on a terminal)
 
 
@@ -110,8 +119,16 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, f"one of {', '.join(LOSSES)}")
     for key in ("steps", "batch_size", "n_critic"):
         _check(t[key] >= 1, f"trainer.{key}", t[key], "must be >= 1")
-    for key in ("log_every", "sample_every", "ckpt_every", "eval_every"):
+    for key in (
+        "log_every",
+        "sample_every",
+        "ckpt_every",
+        "eval_every",
+        "keep_checkpoints",
+        "max_rollbacks",
+    ):
         _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0; 0 turns it off")
+    _check(t.max_abs_score > 0, "trainer.max_abs_score", t.max_abs_score, "must be > 0")
     _check(cfg.model.z_dim >= 1, "model.z_dim", cfg.model.z_dim, "must be >= 1")
     _check(cfg.loss.gp_weight >= 0, "loss.gp_weight", cfg.loss.gp_weight, "must be >= 0")
     clip = cfg.loss.clip

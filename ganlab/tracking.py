@@ -19,11 +19,19 @@ SAMPLES_TAG = "samples"
 
 class RunLogger:
     def __init__(self, log_dir: Path, purge_step: int | None = None):
-        # purge_step: after a resume, drop events the crashed run wrote past its checkpoint,
-        # so the curves have no duplicated steps.
-        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        self.log_dir = log_dir
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
+        self.restart(purge_step)
+
+    def restart(self, purge_step: int | None) -> None:
+        """(Re)open the event file. ``purge_step``: after a resume or a rollback, TensorBoard
+        drops the events at and past this step that an earlier writer left, so the curves
+        have no duplicated steps."""
+        if getattr(self, "writer", None) is not None:
+            self.writer.close()
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+        self.discard()
 
     def accumulate(self, values: dict[str, Tensor]) -> None:
         for tag, value in values.items():
@@ -31,17 +39,27 @@ class RunLogger:
             self._sums[tag] = self._sums[tag] + value if tag in self._sums else value
             self._counts[tag] = self._counts.get(tag, 0) + 1
 
-    def write(self, step: int) -> dict[str, float]:
-        """Write the means since the last call at ``step`` and return them."""
+    def means(self) -> dict[str, float]:
+        """Means since the last write, read back to the host (one sync)."""
         if not self._sums:
             return {}
         stacked = torch.stack([self._sums[t] / self._counts[t] for t in self._sums])
-        means = dict(zip(self._sums, stacked.tolist(), strict=True))  # the one sync
+        return dict(zip(self._sums, stacked.tolist(), strict=True))
+
+    def write(self, step: int) -> dict[str, float]:
+        """Write the means since the last write at ``step``, return them and start afresh."""
+        means = self.means()
         for tag, value in means.items():
             self.writer.add_scalar(tag, value, step)
+        self.discard()
+        return means
+
+    def discard(self) -> None:
         self._sums.clear()
         self._counts.clear()
-        return means
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)

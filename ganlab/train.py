@@ -6,9 +6,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +21,16 @@ import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ganlab.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ganlab.checkpoint import RUN_KEYS, CheckpointDir, load_checkpoint, rng_state, set_rng_state
 from ganlab.config import config_dir, validate
 from ganlab.data import load_data
+from ganlab.divergence import divergence
 from ganlab.errors import GanlabError
 from ganlab.losses import get_loss
 from ganlab.models import build_models
@@ -52,16 +59,52 @@ def every(step: int, interval: int) -> bool:
     return interval > 0 and step % interval == 0
 
 
-def checkpoint_to_resume(resume: str | None, out_dir: Path) -> Path | None:
+def find_resume(resume: str | None, out_dir: Path, device: torch.device):
+    """(path, state) to resume from, or None to start fresh.
+
+    ``auto``: the newest loadable checkpoint of this run dir, if any (damaged ones are
+    reported and skipped). A directory: the same inside that run dir. A file: exactly it.
+    """
     if resume is None:
         return None
     if resume == "auto":
-        last = out_dir / "checkpoints" / "last.pt"
-        return last if last.is_file() else None
+        return CheckpointDir(out_dir / "checkpoints").load_newest_valid(device)
     path = Path(resume).expanduser()
-    if not path.is_file():
-        raise GanlabError(f"trainer.resume: no checkpoint at {path}")
-    return path
+    if path.is_dir():
+        found = CheckpointDir(path / "checkpoints").load_newest_valid(device)
+        if found is None:
+            raise GanlabError(f"trainer.resume: no checkpoint in {path / 'checkpoints'}")
+        return found
+    return path, load_checkpoint(path, device, RUN_KEYS)
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[int]]:
+    """Turn the first SIGINT/SIGTERM into a flag that the loop reads after a whole step.
+
+    The run then saves a checkpoint and exits cleanly; a second signal acts as usual.
+    """
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        signal.signal(signum, previous[signum])
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class RunInterrupted(Exception):
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -106,7 +149,8 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
 def train(cfg: DictConfig, out_dir: Path) -> float:
     """Train one GAN into ``out_dir``; return the sweep objective (lower is better).
 
-    The objective is the final G loss until sample-quality metrics exist.
+    The objective is the final G loss until sample-quality metrics exist; NaN if the run
+    diverged.
     """
     validate(cfg)
     out_dir = Path(out_dir)
@@ -120,29 +164,27 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     fixed_z = torch.randn(
         N_FIXED, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed)
     ).to(device)
-    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    ckpts = CheckpointDir(out_dir / "checkpoints", keep=t.keep_checkpoints)
+    plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
-    def checkpoint() -> None:
-        save_checkpoint(
-            ckpt_path,
-            {
-                **trainer.state_dict(),
-                "rng": rng_state(),
-                "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
-            },
-        )
-
-    # --- resume ---------------------------------------------------------------------------
-    resume_from = checkpoint_to_resume(t.resume, out_dir)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, map_location=device)
+    def restore(state: dict[str, Any]) -> None:
         trainer.load_state_dict(state)
         set_rng_state(state["rng"])
-        log.info("resumed from %s at step %d", resume_from, trainer.step)
-    logger = RunLogger(out_dir / "tb", purge_step=trainer.step + 1 if resume_from else None)
+
+    # --- resume ---------------------------------------------------------------------------
+    found = find_resume(t.resume, out_dir, device)
+    if found is not None:
+        restore(found[1])
+        log.info("resumed from %s at step %d", found[0], trainer.step)
+    logger = RunLogger(out_dir / "tb", purge_step=trainer.step + 1 if found else None)
+
+    def checkpoint() -> None:
+        logger.flush()  # events up to this step reach the disk before the state that follows
+        ckpts.save(trainer.step, {**trainer.state_dict(), "rng": rng_state(), "config": plain_cfg})
 
     # --- the loop: n_critic D steps, one G step -------------------------------------------
-    start_step, final = trainer.step, {}
+    start_step, final, status, rollbacks = trainer.step, {}, "completed", 0
+    problem = None
     bar = tqdm(
         total=t.steps,
         initial=start_step,
@@ -152,14 +194,45 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     )
     t0 = t_log = time.perf_counter()
     step_log = start_step
-    with logging_redirect_tqdm():
-        for step in range(start_step + 1, t.steps + 1):
+    with logging_redirect_tqdm(), stop_requests() as stop:
+        while trainer.step < t.steps:
             for _ in range(t.n_critic):
                 logger.accumulate(trainer.d_step())
             logger.accumulate(trainer.g_step())
+            step, last = trainer.step, trainer.step == t.steps
             bar.update(1)
 
-            if every(step, t.log_every) or step == t.steps:
+            # Divergence: checked on the interval's means before they are logged or saved.
+            if every(step, t.log_every) or every(step, t.ckpt_every) or last:
+                problem = divergence(logger.means(), t.max_abs_score)
+                if problem and t.on_divergence.name == "rollback" and rollbacks < t.max_rollbacks:
+                    good = ckpts.load_newest_valid(device)
+                    if good is not None:
+                        rollbacks += 1
+                        restore(good[1])
+                        torch.manual_seed(cfg.seed + 1_000_003 * rollbacks)  # other noise
+                        logger.restart(purge_step=trainer.step + 1)
+                        bar.n = step_log = trainer.step
+                        log.warning(
+                            "diverged at step %d (%s); rolled back to step %d (%d/%d)",
+                            step,
+                            problem,
+                            trainer.step,
+                            rollbacks,
+                            t.max_rollbacks,
+                        )
+                        problem = None
+                        continue
+                if problem:
+                    final, status = logger.write(step), "diverged"
+                    kept = (
+                        f"the last good checkpoint is kept in {ckpts.last}"
+                        if ckpts.last.is_file()
+                        else "no checkpoint had been written yet"
+                    )
+                    log.error("diverged at step %d: %s; %s", step, problem, kept)
+                    break
+            if every(step, t.log_every) or last:
                 final = logger.write(step)  # reads the losses back: the interval's one sync
                 now = time.perf_counter()
                 logger.scalar("perf/it_per_s", (step - step_log) / (now - t_log), step)
@@ -167,23 +240,26 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
                 bar.set_postfix(
                     D=f"{final['loss/D']:.3f}", G=f"{final['loss/G']:.3f}", refresh=False
                 )
-            if every(step, t.sample_every) or step == t.steps:
+            if every(step, t.sample_every) or last:
                 logger.images(
                     trainer.generate(fixed_z), step, out_dir / "samples" / f"step_{step:06d}.png"
                 )
-            if every(step, t.ckpt_every) or step == t.steps:
+            if every(step, t.ckpt_every) or last or stop:
                 checkpoint()
+            if stop:
+                final, status = final or logger.write(step), "interrupted"
+                break
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
-    it_per_s = (t.steps - start_step) / elapsed if elapsed > 0 else float("nan")
+    it_per_s = (trainer.step - start_step) / elapsed if elapsed > 0 else float("nan")
 
     # --- results --------------------------------------------------------------------------
     results = update_results(
         out_dir,
         {
-            "status": "completed",
+            "status": status,
             "loss": cfg.loss.name,
             "model": cfg.model.name,
             "seed": cfg.seed,
@@ -195,6 +271,8 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
             "data": {"source": data.source, "num_images": len(data)},
             "throughput": {"it_per_s": it_per_s, "images_per_s": it_per_s * t.batch_size},
             "final": {"loss_d": final.get("loss/D"), "loss_g": final.get("loss/G")},
+            **({"rollbacks": rollbacks} if rollbacks else {}),
+            **({"divergence": {"step": trainer.step, "reason": problem}} if problem else {}),
         },
     )
     logger.hparams(
@@ -205,27 +283,44 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         },
     )
     logger.close()
+    if stop:
+        name = signal.Signals(stop[0]).name
+        raise RunInterrupted(
+            stop[0],
+            f"{name} at step {trainer.step}: checkpoint saved in "
+            f"{ckpts.path}; continue with trainer.resume={out_dir}",
+        )
     log.info(
-        "done: %d steps at %.1f it/s; final loss D %.4f, G %.4f; run dir %s",
+        "%s: %d steps at %.1f it/s; final loss D %.4f, G %.4f; run dir %s",
+        status,
         trainer.step,
         it_per_s,
         final.get("loss/D", float("nan")),
         final.get("loss/G", float("nan")),
         out_dir,
     )
-    objective = results["final"]["loss_g"]
+    objective = results["final"]["loss_g"] if status == "completed" else None
     return float("nan") if objective is None else float(objective)
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float:
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        return train(cfg, out_dir)
+        objective = train(cfg, out_dir)
     except GanlabError as e:
         # A user error: one readable line, no traceback.
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except RunInterrupted as e:
+        print(f"interrupted: {e}", file=sys.stderr)
+        raise SystemExit(128 + e.signum) from None
+    # A diverged single run fails the command; in a sweep the other jobs go on (the report
+    # counts it as a failure).
+    if math.isnan(objective) and hydra_cfg.mode == RunMode.RUN:
+        raise SystemExit(3)
+    return objective
 
 
 if __name__ == "__main__":

@@ -100,6 +100,15 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
+        _load_optimizer(self.opt_G, state["opt_G"])
+        _load_optimizer(self.opt_D, state["opt_D"])
         self.step, self.d_updates = state["step"], state["d_updates"]
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load moments and step counts, but keep the hyperparameters (lr, betas, ...) that the
+    optimizer was built with: a resumed run follows its config, so it can change the lr."""
+    hyper = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, h in zip(opt.param_groups, hyper, strict=True):
+        group.update(h)
