@@ -1,0 +1,55 @@
+"""``python -m ganlab.report <sweep dir>`` (the ``ganlab-report`` console script)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ganlab.report.render import build_report, format_stat
+from ganlab.report.runs import ReportError
+from ganlab.report.summary import better
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganlab-report",
+        description="Summarize a ganlab sweep: report.md, report.csv and PNG plots.",
+    )
+    parser.add_argument("sweep_dir", type=Path, help="the Hydra sweep dir (hydra.sweep.dir)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: sweep dir)")
+    parser.add_argument(
+        "--group-by", default="loss", help="results/override key to group by (default: loss)"
+    )
+    parser.add_argument(
+        "--metric",
+        default=None,
+        help="primary metric for ranking, e.g. fid or final.loss_g"
+        " (default: fid when present, else final.loss_g)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the report and print where, with each group's primary metric; 2 on a bad sweep."""
+    args = _parser().parse_args(argv)
+    try:
+        report = build_report(args.sweep_dir, args.out, args.group_by, args.metric)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = report.markdown.parent
+    drawn = [p.name for p in report.plots.values() if p is not None]
+    print(f"wrote {report.markdown}")
+    print(f"  also in {out}: {', '.join([report.csv.name, *drawn])}")
+    print(f"  primary metric {report.primary} ({better(report.primary)} is better):")
+    for row in report.rows:
+        best = f", best {row.best.label}" if row.best else ""
+        stat = format_stat(row.stats[report.primary])
+        print(f"  {row.group}: {stat} over {len(row.ok)} of {len(row.runs)} runs{best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""The report's figures: training curves, the final primary metric per group, samples.
+
+Figures are made without pyplot (no global backend switch, no figure left open in the caller)
+and matplotlib is imported inside the functions, so importing the report stays cheap. Each
+``plot_*`` returns the PNG's path, or None when no run has data for it (nothing is written).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ganlab.report.runs import last_sample, metric_value, read_scalars, step_of
+from ganlab.report.summary import GroupRow, better
+
+DPI = 120
+# The TensorBoard tags of the losses (see ARCHITECTURE.md), by their name in results.json.
+LOSS_TAGS = {"final.loss_g": "loss/G", "final.loss_d": "loss/D"}
+
+
+def metric_tag(name: str) -> str:
+    """The TensorBoard tag of a metric: ``fid`` → ``metrics/fid``, ``final.loss_g`` → ``loss/G``."""
+    return LOSS_TAGS.get(name, f"metrics/{name.replace('.', '/')}")
+
+
+def curve_tags(primary: str) -> list[str]:
+    """The curves drawn: the primary metric, then the G and D losses."""
+    return list(dict.fromkeys([metric_tag(primary), *LOSS_TAGS.values()]))
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _colors(rows: Sequence[GroupRow]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {row.group: cmap(i % 10) for i, row in enumerate(rows)}
+
+
+def _band(curves: Sequence[dict[int, float]]) -> tuple[np.ndarray, ...]:
+    """Steps, mean, min and max over seeds at each logged step (non-finite values ignored)."""
+    steps = np.array(sorted({s for curve in curves for s in curve}), dtype=np.int64)
+    table = np.full((len(curves), len(steps)), np.nan)
+    for i, curve in enumerate(curves):
+        for j, step in enumerate(steps):
+            table[i, j] = curve.get(int(step), np.nan)
+    table[~np.isfinite(table)] = np.nan
+    keep = np.isfinite(table).any(axis=0)
+    table, steps = table[:, keep], steps[keep]
+    return steps, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
+
+
+def plot_curves(rows: Sequence[GroupRow], primary: str, group_by: str, path: Path) -> Path | None:
+    """One panel per curve tag: per group the mean over successful seeds, shaded min to max."""
+    tags = curve_tags(primary)
+    scalars = {run.name: read_scalars(run.path, tags) for row in rows for run in row.ok}
+    tags = [t for t in tags if any(t in scalars[r.name] for row in rows for r in row.ok)]
+    if not tags:
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    colors = _colors(rows)
+    fig = _figure(4.6 * len(tags) + 1.6, 3.8)
+    for ax, tag in zip(fig.subplots(1, len(tags), squeeze=False)[0], tags, strict=True):
+        for row in rows:
+            curves = [scalars[r.name][tag] for r in row.ok if tag in scalars[r.name]]
+            if not curves:
+                continue
+            steps, mean, low, high = _band(curves)
+            label = f"{row.group} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+            ax.plot(steps, mean, color=colors[row.group], lw=1.8, label=label)
+            ax.fill_between(steps, low, high, color=colors[row.group], alpha=0.2, lw=0)
+        ax.set(title=tag, xlabel="step (G updates)", ylabel=tag)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+        ax.grid(alpha=0.3)
+    # One legend for all panels (the groups are the same everywhere), outside the plots.
+    handles = {h.get_label(): h for ax in fig.axes for h in ax.get_lines()}
+    fig.legend(handles.values(), handles.keys(), title=group_by, loc="outside right upper")
+    fig.suptitle("Training curves: mean over seeds, band = min–max (failed runs left out)")
+    fig.savefig(path)
+    return path
+
+
+def _box_label(row: GroupRow, n_values: int) -> str:
+    # The tick says how many runs the box stands for, and how many it leaves out.
+    label = f"{row.group}\n{n_values} run{'s' if n_values != 1 else ''}"
+    return label + (f"\n{len(row.failed)} failed" if row.failed else "")
+
+
+def plot_final_box(
+    rows: Sequence[GroupRow], primary: str, group_by: str, path: Path
+) -> Path | None:
+    """Box plot of the primary metric per group, every successful run drawn as a dot."""
+    values = [[v for r in row.ok if (v := metric_value(r, primary)) is not None] for row in rows]
+    if not any(values):
+        return None
+    colors = _colors(rows)
+    fig = _figure(max(4.0, 1.3 * len(rows) + 2.0), 4.0)
+    ax = fig.subplots()
+    positions = np.arange(1, len(rows) + 1)
+    filled = [i for i, v in enumerate(values) if v]
+    ax.boxplot(
+        [values[i] for i in filled],
+        positions=positions[filled],
+        widths=0.5,
+        showfliers=False,
+        medianprops={"color": "black"},
+    )
+    rng = np.random.default_rng(0)  # fixed jitter: the same report twice gives the same PNG
+    for i, row in enumerate(rows):
+        x = positions[i] + rng.uniform(-0.12, 0.12, len(values[i]))
+        ax.scatter(x, values[i], color=colors[row.group], zorder=3, s=28, edgecolor="black")
+    ax.set_xticks(positions, [_box_label(row, len(v)) for row, v in zip(rows, values, strict=True)])
+    ax.set_xlim(0.4, len(rows) + 0.6)  # room for groups without a box (all failed)
+    ax.set(
+        title=f"{primary} at the end of training ({better(primary)} is better)",
+        xlabel=group_by,
+        ylabel=primary,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path)
+    return path
+
+
+def _sample_for(row: GroupRow) -> tuple[Path | None, str]:
+    # The best run's grid; without one (all failed) a failed run's, which shows how it failed.
+    if row.best is not None:
+        return last_sample(row.best.path), f"best: {row.best.label}"
+    for run in row.runs:
+        if (png := last_sample(run.path)) is not None:
+            return png, f"failed run: {run.label}"
+    return None, "no samples"
+
+
+def plot_samples(rows: Sequence[GroupRow], path: Path) -> Path | None:
+    """One tile per group: the last samples grid of the group's best run."""
+    from matplotlib.image import imread
+
+    tiles = [(row, *_sample_for(row)) for row in rows]
+    if all(png is None for _, png, _ in tiles):
+        return None
+    cols = min(4, len(tiles))
+    nrows = math.ceil(len(tiles) / cols)
+    fig = _figure(3.2 * cols, 3.6 * nrows)
+    axes = fig.subplots(nrows, cols, squeeze=False).ravel()
+    for ax, (row, png, note) in zip(axes, tiles, strict=False):
+        if png is not None:
+            ax.imshow(imread(png), cmap="gray", interpolation="nearest")
+            step = step_of(png)
+            note += f"\nstep {step}" if step >= 0 else f"\n{png.stem}"
+        ax.set_title(f"{row.group}\n{note}", fontsize="small")
+        ax.set_axis_off()
+    for ax in axes[len(tiles) :]:
+        ax.set_axis_off()
+    fig.suptitle("Last samples of each group's best run")
+    fig.savefig(path)
+    return path
+
+
+def draw_plots(
+    rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: Path
+) -> dict[str, Path | None]:
+    """All three figures into ``out_dir``, by name: ``curves``, ``final_box``, ``samples``."""
+    return {
+        "curves": plot_curves(rows, primary, group_by, out_dir / "curves.png"),
+        "final_box": plot_final_box(rows, primary, group_by, out_dir / "final_box.png"),
+        "samples": plot_samples(rows, out_dir / "samples.png"),
+    }

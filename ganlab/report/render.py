@@ -1,0 +1,225 @@
+"""Writing the report: ``report.md`` and ``report.csv`` beside the plots.
+
+``build_report`` runs the whole chain (collect → summarize → plot → write) and says what it
+wrote; ``write_report`` is the same, returning only report.md's path.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ganlab.report.plots import draw_plots
+from ganlab.report.runs import FINAL_LOSSES, MISSING, ReportError, collect_runs, metric_value
+from ganlab.report.summary import (
+    GroupRow,
+    Stat,
+    better,
+    direction,
+    find_metrics,
+    resolve_metric,
+    summarize,
+)
+from ganlab.results import RESULTS_FILE
+
+
+def format_stat(stat: Stat) -> str:
+    """``0.878 ± 0.027``: the sd to two significant digits, the mean to the same decimals."""
+    if stat.mean is None:
+        return MISSING
+    if stat.sd is None or not math.isfinite(stat.sd):
+        return f"{stat.mean:.4g}"
+    if stat.sd == 0:
+        return f"{stat.mean:.4g} ± 0"
+    decimals = min(6, max(0, 1 - math.floor(math.log10(stat.sd))))
+    return f"{stat.mean:.{decimals}f} ± {stat.sd:.{decimals}f}"
+
+
+# --- report.md ------------------------------------------------------------------------------
+
+
+def _arrow(name: str) -> str:
+    return "↓" if direction(name) == "min" else "↑"
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _link(target: Path, out_dir: Path, text: str) -> str:
+    rel = Path(os.path.relpath(target, out_dir)).as_posix()
+    return f"[{_cell(text)}]({quote(rel, safe='/=,+:@')})"
+
+
+def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _summary_table(rows: Sequence[GroupRow], metrics: Sequence[str], group_by: str) -> list[str]:
+    header = [group_by, "runs", "failed", *(f"{m} {_arrow(m)}" for m in metrics)]
+    body = []
+    for row in rows:
+        cells = [_cell(row.group), str(len(row.runs)), str(len(row.failed))]
+        for name in metrics:
+            stat = row.stats[name]
+            text = format_stat(stat)
+            if 0 < stat.n < len(row.ok):  # some successful runs lack this metric
+                text += f" (n={stat.n})"
+            cells.append(text)
+        body.append(cells)
+    return _md_table(header, body)
+
+
+def _runs_table(rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: Path) -> list[str]:
+    names = list(dict.fromkeys([primary, *FINAL_LOSSES]))
+    header = ["run", group_by, "status", *names]
+    body = []
+    for row in rows:
+        for run in row.runs:
+            values = [metric_value(run, n) for n in names]
+            cells = [MISSING if v is None else f"{v:.4g}" for v in values]
+            status = run.results.get("status") or "no results.json"
+            if run.failed and status == "completed":
+                status += " (failed)"  # finished, but with a NaN
+            body.append([_link(run.path, out_dir, run.label), _cell(row.group), status, *cells])
+    return _md_table(header, body)
+
+
+def render_markdown(
+    sweep_dir: Path,
+    out_dir: Path,
+    rows: Sequence[GroupRow],
+    metrics: Sequence[str],
+    primary: str,
+    group_by: str,
+    plots: dict[str, Path | None],
+) -> str:
+    """report.md's text; ``metrics`` in table order (the primary one first)."""
+    runs = [run for row in rows for run in row.runs]
+    failed = [run for run in runs if run.failed]
+    why = "" if primary != "final.loss_g" else " (no run has `metrics.fid` yet)"
+    lines = [
+        f"# Sweep report: {sweep_dir.name}",
+        "",
+        f"- Sweep: `{sweep_dir.resolve()}`",
+        f"- Runs: {len(runs)} ({len(runs) - len(failed)} successful, {len(failed)} failed),"
+        f" {len(rows)} groups by `{group_by}`",
+        f"- Primary metric: `{primary}`, {better(primary)} is better{why}",
+        "",
+        f"## Summary by {group_by}",
+        "",
+        "Mean ± sample sd (ddof=1) over each group's successful runs; a single value has no sd;"
+        f" {MISSING} where no successful run has the metric. Best group first; ↓/↑: lower/higher"
+        " is better.",
+        "",
+        *_summary_table(rows, metrics, group_by),
+        "",
+        f"## Best run per {group_by} (by `{primary}`)",
+        "",
+    ]
+    for row in rows:
+        if row.best is None:
+            lines.append(f"- **{row.group}**: none (no successful run with `{primary}`)")
+        else:
+            value = metric_value(row.best, primary)
+            link = _link(row.best.path, out_dir, row.best.label)
+            lines.append(f"- **{row.group}**: {link}: `{primary}` = {value:.4g}")
+    lines += ["", "## Failed runs", ""]
+    lines += [f"- {_link(r.path, out_dir, r.label)}: {r.failure}" for r in failed] or ["None."]
+    lines += ["", "## Plots", ""]
+    captions = {
+        "curves": "Training curves (mean over seeds, band min–max)",
+        "final_box": f"Final `{primary}` per {group_by}",
+        "samples": f"Samples of each {group_by}'s best run",
+    }
+    for key, caption in captions.items():
+        png = plots.get(key)
+        body = f"![{key}]({png.name})" if png else "_not drawn: no data for it in any run_"
+        lines += [f"### {caption}", "", body, ""]
+    lines += ["## All runs", "", *_runs_table(rows, primary, group_by, out_dir), ""]
+    return "\n".join(lines)
+
+
+# --- report.csv -----------------------------------------------------------------------------
+
+
+def write_csv(path: Path, rows: Sequence[GroupRow], metrics: Sequence[str], group_by: str) -> Path:
+    """The summary table with separate numeric columns; empty cells where there is no number."""
+    header = [group_by, "runs", "failed", "best_run"]
+    header += [f"{m}_{s}" for m in metrics for s in ("mean", "sd")]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            cells: list[Any] = [row.group, len(row.runs), len(row.failed)]
+            cells.append(row.best.label if row.best else "")
+            for name in metrics:
+                stat = row.stats[name]
+                cells += [
+                    "" if stat.mean is None else stat.mean,
+                    "" if stat.sd is None else stat.sd,
+                ]
+            writer.writerow(cells)
+    return path
+
+
+# --- the whole report -----------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """What ``build_report`` wrote, for the caller to print or test."""
+
+    markdown: Path
+    csv: Path
+    plots: dict[str, Path | None]
+    rows: list[GroupRow]
+    primary: str
+
+
+def build_report(
+    sweep_dir: str | Path,
+    out_dir: str | Path | None = None,
+    group_by: str = "loss",
+    metric: str | None = None,
+) -> Report:
+    """Collect, summarize, plot and write everything into ``out_dir`` (default: the sweep)."""
+    sweep_dir = Path(sweep_dir)
+    runs = collect_runs(sweep_dir)
+    if not runs:
+        raise ReportError(f"no runs under {sweep_dir} (no folder holds {RESULTS_FILE} or .hydra)")
+    out = Path(out_dir) if out_dir is not None else sweep_dir
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = find_metrics(runs)
+    primary = resolve_metric(metric, metrics)
+    rows = summarize(runs, group_by, primary, metrics)
+
+    plots = draw_plots(rows, primary, group_by, out)
+    ordered = [primary, *(m for m in metrics if m != primary)]
+    csv_path = write_csv(out / "report.csv", rows, ordered, group_by)
+    md_path = out / "report.md"
+    md_path.write_text(
+        render_markdown(sweep_dir, out, rows, ordered, primary, group_by, plots), encoding="utf-8"
+    )
+    return Report(md_path, csv_path, plots, rows, primary)
+
+
+def write_report(
+    sweep_dir: str | Path,
+    out_dir: str | Path | None = None,
+    group_by: str = "loss",
+    metric: str | None = None,
+) -> Path:
+    """Write report.md, report.csv and the plots into ``out_dir`` (default: the sweep dir).
+
+    Returns the path of report.md.
+    """
+    return build_report(sweep_dir, out_dir, group_by, metric).markdown

@@ -1,0 +1,244 @@
+"""The runs of a sweep: finding their folders, reading what they wrote, telling failures apart.
+
+A run folder holds ``results.json``, or a ``.hydra`` folder without it (a crashed run). Values
+are read from results.json by dotted name (``metrics.fid``); a null there is a NaN/Inf the run
+produced (results.json has no NaN), an absent key a number that was never computed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganlab.errors import GanlabError
+from ganlab.results import RESULTS_FILE
+
+# Training-side numbers every run has, and where: outside ``metrics.`` (see metric_key).
+TRAINING_METRICS = ("final.loss_d", "final.loss_g", "throughput.it_per_s")
+FINAL_LOSSES = ("final.loss_d", "final.loss_g")
+
+# What a run writes beside results.json (see ARCHITECTURE.md).
+TB_DIR = "tb"
+SAMPLES_DIR = "samples"
+
+MISSING = "–"  # shown where there is no number, and the group of a run without a value
+UNREADABLE = "unreadable results.json"  # the status given to a results.json that isn't JSON
+
+
+class ReportError(GanlabError):
+    """The sweep cannot be reported (no such folder, no runs, unknown metric)."""
+
+
+@dataclass
+class Run:
+    """One run folder of the sweep.
+
+    ``results`` is empty for a run that left no results.json (crashed or still running).
+    ``label`` is the short name shown in tables: the overrides that differ between runs.
+    """
+
+    path: Path
+    name: str
+    results: dict[str, Any]
+    overrides: dict[str, str]
+    label: str = ""
+    failure: str | None = None  # why the run counts as failed (set by summarize)
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+# --- finding and reading run folders --------------------------------------------------------
+
+
+def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
+    """``["loss=hinge", "+x=1"]`` → ``{"loss": "hinge", "x": "1"}`` (deletions ``~k`` dropped)."""
+    overrides = {}
+    for line in lines:
+        key, sep, value = str(line).partition("=")
+        if sep and not key.startswith("~"):
+            overrides[key.lstrip("+")] = value
+    return overrides
+
+
+def _read_hydra(run_dir: Path, name: str) -> Any:
+    """A YAML file Hydra saved in the run's ``.hydra/`` (None when absent or empty)."""
+    path = run_dir / ".hydra" / name
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RESULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        # A half-written file from a killed run: report it as a failure, don't stop.
+        return {"status": UNREADABLE}
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        path = Path(dirpath)
+        # A crashed run has Hydra's folder but never got to write results.json.
+        if (path / RESULTS_FILE).is_file() or (path / ".hydra").is_dir():
+            found.append(path)
+            dirnames.clear()  # a run's own subfolders (tb/, samples/) hold no runs
+        else:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return sorted(found)
+
+
+def _short_labels(runs: Sequence[Run]) -> None:
+    """Label each run by the overrides whose value differs between runs (``loss=hinge,seed=1``)."""
+    keys = sorted({k for run in runs for k in run.overrides})
+    varying = [k for k in keys if len({run.overrides.get(k) for run in runs}) > 1]
+    for run in runs:
+        parts = [f"{k}={run.overrides[k]}" for k in varying if k in run.overrides]
+        run.label = ",".join(parts) or run.name
+    # Copied or hand-made folders can share overrides: the first keeps the short label,
+    # the others are named by their folder (unique by construction).
+    seen: set[str] = set()
+    for run in runs:
+        if run.label in seen:
+            run.label = run.name
+        seen.add(run.label)
+
+
+def collect_runs(sweep_dir: str | Path) -> list[Run]:
+    """Every run folder under ``sweep_dir`` (itself included), sorted by path."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise ReportError(f"sweep dir {root} does not exist or is not a folder")
+    runs = []
+    for path in _run_dirs(root):
+        name = path.relative_to(root).as_posix() if path != root else path.name
+        overrides = parse_overrides(_read_hydra(path, "overrides.yaml") or [])
+        runs.append(Run(path, name, _read_results(path), overrides))
+    _short_labels(runs)
+    return runs
+
+
+def read_scalars(run_dir: Path, tags: Sequence[str]) -> dict[str, dict[int, float]]:
+    """``{tag: {step: value}}`` from the run's ``tb/`` (empty when it has none).
+
+    The last event at a step wins (a resumed run may repeat steps).
+    """
+    tb = run_dir / TB_DIR
+    if not tb.is_dir():
+        return {}
+    # Imported here: TensorBoard's import is slow and only the plots need it.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # All scalars (0 = keep everything); no image is needed, the PNGs are on disk.
+    acc = EventAccumulator(str(tb), size_guidance={"scalars": 0, "images": 1})
+    acc.Reload()
+    present = set(acc.Tags().get("scalars", []))
+    return {
+        tag: {event.step: event.value for event in acc.Scalars(tag)}
+        for tag in tags
+        if tag in present
+    }
+
+
+def step_of(png: Path) -> int:
+    """The training step in a samples file name (``step_000500.png`` → 500), or -1."""
+    numbers = re.findall(r"\d+", png.stem)
+    return int(numbers[-1]) if numbers else -1
+
+
+def last_sample(run_dir: Path) -> Path | None:
+    """The samples PNG with the highest step (``step_000500.png``), if any."""
+    return max((run_dir / SAMPLES_DIR).glob("*.png"), key=step_of, default=None)
+
+
+# --- values in results.json -----------------------------------------------------------------
+
+_ABSENT = object()  # _lookup's answer for a key that is not there (None is a null)
+
+
+def _lookup(tree: Any, dotted: str, default: Any = None) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> float | None:
+    """The value as a float when it is a finite number, else None (null, NaN, Inf, text)."""
+    if _is_number(value) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _numeric_leaves(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    # Nulls count as numeric leaves: results.json writes NaN as null.
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _numeric_leaves(value, f"{prefix}{key}.")
+        elif _is_number(value) or value is None:
+            yield f"{prefix}{key}"
+
+
+def metric_names(run: Run) -> Iterable[str]:
+    """The numeric (or null) leaves under the run's ``metrics.``: ``fid``, ``kid.mean``."""
+    return _numeric_leaves(run.results.get("metrics") or {})
+
+
+def metric_key(name: str) -> str:
+    """Where a metric lives in results.json: ``fid`` → ``metrics.fid``; others as written."""
+    return name if name in TRAINING_METRICS else f"metrics.{name}"
+
+
+def metric_value(run: Run, name: str) -> float | None:
+    return _finite(_lookup(run.results, metric_key(name)))
+
+
+def failure_reason(run: Run, primary: str) -> str | None:
+    """Why the run failed (diverged, NaN, crashed), or None for a usable run."""
+    if not run.results:
+        return "no results.json (crashed, or still running)"
+    status = run.results.get("status")
+    if status == UNREADABLE:
+        return UNREADABLE
+    reasons = []
+    if status != "completed":
+        reasons.append(f"status {status!r}" if status else "no status (did not finish)")
+    # A null is a NaN/Inf the run produced; an absent metric was never computed (not a
+    # failure), except the final losses, which every finished run has.
+    for name in dict.fromkeys([*FINAL_LOSSES, primary]):
+        value = _lookup(run.results, metric_key(name), _ABSENT)
+        if value is _ABSENT and name in FINAL_LOSSES:
+            value = None
+        if value is not _ABSENT and _finite(value) is None:
+            shown = "null (NaN/Inf)" if value is None else repr(value)
+            reasons.append(f"{name} is {shown}")
+    return "; ".join(reasons) or None
+
+
+def group_of(run: Run, group_by: str) -> str:
+    """The run's value of ``group_by``: from results.json, else its overrides, else its config."""
+    value = _lookup(run.results, group_by)
+    if value is None:
+        value = run.overrides.get(group_by)
+    if value is None:
+        value = _lookup(_read_hydra(run.path, "config.yaml"), group_by)
+    if isinstance(value, dict):  # a config group such as loss: {name: hinge, ...}
+        value = value.get("name")
+    return MISSING if value is None else str(value)
