@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -107,9 +107,10 @@ class RunInterrupted(Exception):
         self.signum = signum
 
 
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The knobs a sweep compares, as TensorBoard HParams wants them (scalars and strings)."""
-    return {
+def flat_hparams(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The knobs a sweep compares, as TensorBoard HParams wants them (scalars and strings):
+    the usual ones, plus every command-line override of this run (its swept keys)."""
+    hparams: dict[str, Any] = {
         "loss": cfg.loss.name,
         "model": cfg.model.name,
         "seed": cfg.seed,
@@ -122,6 +123,23 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
         "z_dim": cfg.model.z_dim,
         "data": cfg.data.name,
     }
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if sep and not key.startswith("hydra"):
+            hparams.setdefault(key, _scalar(value))
+    return hparams
+
+
+def _scalar(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def run_overrides() -> list[str]:
+    """This job's command-line overrides (empty outside a Hydra run, e.g. under compose)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
@@ -276,7 +294,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         },
     )
     logger.hparams(
-        flat_hparams(cfg),
+        flat_hparams(cfg, run_overrides()),
         {
             "hparam/loss_d": final.get("loss/D", float("nan")),
             "hparam/loss_g": final.get("loss/G", float("nan")),
