@@ -1,0 +1,35 @@
+"""Sample-quality metrics for MNIST GANs, on the features of ganlab's own MNIST classifier.
+
+Inception-based FID needs weights from the internet and means little on digits, so every
+metric here reads the 128-d penultimate features (or the logits) of a small CNN that ganlab
+trains once and caches with the sha256 of its weights (``ganlab.metrics.classifier``).
+
+- ``distances``: ``fid``, ``kid`` (feature distributions, float64)
+- ``manifold``: ``precision``, ``recall``, ``density``, ``coverage`` (k-NN balls, k = 5)
+- ``labels``: ``mnist_score``, ``classes_covered``, ``label_kl`` (the classifier's outputs)
+- ``evaluator``: ``Evaluator`` (real features cached once per run), ``real_floor``
+- ``reference``: the real images the metrics compare against
+
+This module is the registry: the names every evaluation returns, and which way is better.
+It imports nothing heavy, so a report can read it without loading a model.
+"""
+
+from __future__ import annotations
+
+# Every key an evaluation returns, in display order, and which way is better ("min": lower).
+# kid_std is the spread of the KID estimate, not a quality: lower only means a tighter estimate.
+DIRECTIONS: dict[str, str] = {
+    "fid": "min",
+    "kid": "min",
+    "kid_std": "min",
+    "mnist_score": "max",
+    "classes_covered": "max",
+    "label_kl": "min",
+    "precision": "max",
+    "recall": "max",
+    "density": "max",
+    "coverage": "max",
+}
+METRIC_KEYS: tuple[str, ...] = tuple(DIRECTIONS)
+
+__all__ = ["DIRECTIONS", "METRIC_KEYS"]

@@ -1,0 +1,162 @@
+"""``Evaluator``: every metric of a generator against real images, real features cached once.
+
+Built once per run; each call draws ``n`` images through a ``generate(batch) -> images``
+callable, embeds them with the classifier a batch at a time, and returns a dict of floats
+keyed as ``ganlab.metrics.METRIC_KEYS``. ``real_floor`` gives the same metrics for a second
+real set: the best value reachable at that sample size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ganlab.metrics import METRIC_KEYS
+from ganlab.metrics.classifier import MNISTClassifier, to_signed_unit, weights_sha256
+from ganlab.metrics.distances import fid, kid
+from ganlab.metrics.labels import classes_covered, label_kl, mnist_score
+from ganlab.metrics.manifold import prdc
+
+log = logging.getLogger(__name__)
+
+Generate = Callable[[int], Tensor]  # batch size -> images [B, 1, 28, 28] in [-1, 1]
+
+
+@dataclass
+class Embedding:
+    """What the classifier makes of a set of images."""
+
+    features: Tensor  # float64 [N, 128], penultimate layer
+    logits: Tensor  # float64 [N, 10]
+
+    def head(self, n: int) -> Embedding:
+        return Embedding(self.features[:n], self.logits[:n])
+
+
+def compute_metrics(
+    real: Embedding,
+    fake: Embedding,
+    *,
+    k: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Every metric of ``fake`` against ``real``, keyed and ordered as ``METRIC_KEYS``."""
+    kid_mean, kid_std = kid(real.features, fake.features, kid_subsets, kid_subset_size, seed)
+    metrics = {
+        "fid": fid(real.features, fake.features),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "mnist_score": mnist_score(fake.logits),
+        "classes_covered": classes_covered(fake.logits),
+        "label_kl": label_kl(fake.logits, real.logits),
+        **prdc(real.features, fake.features, k),
+    }
+    return {key: metrics[key] for key in METRIC_KEYS}
+
+
+def serve(images: Tensor) -> Generate:
+    """A ``Generate`` that hands out uint8 images [N, 1, 28, 28] in order, in [-1, 1]."""
+    position = 0
+
+    def generate(batch: int) -> Tensor:
+        nonlocal position
+        x = images[position : position + batch]
+        position += batch
+        return to_signed_unit(x)
+
+    return generate
+
+
+def sample_fn(
+    G: Callable[[Tensor], Tensor], z_dim: int, device: torch.device | str, seed: int = 0
+) -> Generate:
+    """A ``Generate`` feeding G with z ~ N(0, I) from its own seeded CPU generator.
+
+    The same seed gives the same z on every device and at every evaluation, and the caller's
+    RNG stream (the one training draws from) is left untouched. Put G in eval mode first.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    return lambda batch: G(torch.randn(batch, z_dim, generator=rng).to(device))
+
+
+class Evaluator:
+    """Metrics of generated images against ``n_samples`` real ones.
+
+    ``n_samples`` real images (a seeded random subset, all of them if there are fewer) are
+    embedded once; each call compares as many generated images, because FID's bias and the
+    k-NN radii both depend on the sample size: equal sizes keep numbers comparable.
+    """
+
+    def __init__(
+        self,
+        classifier: MNISTClassifier,
+        real_images: Tensor,
+        n_samples: int = 10_000,
+        device: torch.device | str = "cpu",
+        *,
+        batch_size: int = 1000,
+        k: int = 5,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        seed: int = 0,
+    ):
+        if n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+        self.device = torch.device(device)
+        self.classifier = classifier.to(self.device).eval()
+        self.classifier_sha256 = weights_sha256(classifier)
+        self.batch_size, self.seed = batch_size, seed
+        self.options = {"k": k, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
+        self.n = min(n_samples, len(real_images))
+        if self.n < n_samples:
+            log.warning(
+                "only %d real images: metrics use %d samples, not %d",
+                len(real_images),
+                self.n,
+                n_samples,
+            )
+        order = torch.randperm(len(real_images), generator=torch.Generator().manual_seed(seed))
+        self.real = self.embed(serve(real_images[order[: self.n]]), self.n)
+
+    @torch.no_grad()
+    def embed(self, generate: Generate, n: int) -> Embedding:
+        """Features and logits of n images drawn from ``generate``, a batch at a time."""
+        features, logits = [], []
+        for start in range(0, n, self.batch_size):
+            batch = min(self.batch_size, n - start)
+            x = generate(batch)
+            if x.shape != (batch, 1, 28, 28):
+                raise ValueError(
+                    f"generate({batch}) gave shape {tuple(x.shape)}, expected ({batch}, 1, 28, 28)"
+                )
+            f, y = self.classifier.embed(x.to(self.device, torch.float32))
+            features.append(f.double())
+            logits.append(y.double())
+        return Embedding(torch.cat(features), torch.cat(logits))
+
+    def __call__(self, generate: Generate, n: int | None = None) -> dict[str, float]:
+        """Metrics of n (default ``self.n``, at most that) generated images vs n real ones."""
+        n = self.n if n is None else n
+        if not 2 <= n <= self.n:
+            raise ValueError(f"n must be in [2, {self.n}], got {n}")
+        fake = self.embed(generate, n)
+        return compute_metrics(self.real.head(n), fake, seed=self.seed, **self.options)
+
+
+def real_floor(evaluator: Evaluator, images: Tensor) -> dict[str, float]:
+    """The metrics of real uint8 images (e.g. training images vs the test split).
+
+    Real against real: the value a perfect generator would get at this sample size, to read
+    beside a generator's. Uses min(evaluator.n, len(images)) of each set.
+    """
+    n = min(evaluator.n, len(images))
+    if n < evaluator.n:
+        log.warning("the real-vs-real floor uses %d images per set, not %d", n, evaluator.n)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(evaluator.seed))
+    return evaluator(serve(images[order[:n]]), n)

@@ -1,0 +1,347 @@
+"""ganlab.metrics definitions against independent float64 NumPy/SciPy references, and on
+real MNIST test images through a briefly trained classifier (FID, KID, PRDC, label metrics)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.spatial.distance
+import scipy.special
+import scipy.stats
+import torch
+from torchvision.transforms.functional import gaussian_blur
+
+from ganlab.data import load_mnist
+from ganlab.metrics import DIRECTIONS, METRIC_KEYS
+from ganlab.metrics import manifold as manifold_module
+from ganlab.metrics.distances import fid, kid, mmd2_unbiased
+from ganlab.metrics.evaluator import Evaluator, real_floor, serve
+from ganlab.metrics.labels import classes_covered, label_kl, mnist_score
+from ganlab.metrics.manifold import prdc
+from tests.conftest import quick_classifier
+
+SHARED = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+
+
+@pytest.fixture(scope="session")
+def classifier(tmp_path_factory):
+    """Trained for seconds; shared with the other test modules through the session's temp."""
+    return quick_classifier(tmp_path_factory.getbasetemp() / "ganlab-cache")[0]
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return load_mnist("mnist", str(SHARED), "test", download=False, strict=True, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clean(test_split) -> torch.Tensor:
+    """The first 5,000 test images (one writer population: the last 5,000 are messier),
+    in the order the evaluator below draws its reference from them."""
+    order = torch.randperm(5000, generator=torch.Generator().manual_seed(0))
+    return test_split.images[:5000][order]
+
+
+@pytest.fixture(scope="module")
+def evaluator(classifier, test_split) -> Evaluator:
+    """Reference: 1,000 of the clean images (clean[:1000]); clean[1000:] is other real data."""
+    return Evaluator(classifier, test_split.images[:5000], n_samples=1000, kid_subsets=20)
+
+
+# --- references: plain float64 NumPy/SciPy, written from the papers' formulas -----------------
+
+
+def fid_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """pytorch-fid's formula: scipy's general matrix square root of Σ_a Σ_b."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def mmd2_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD², polynomial kernel (x·y/d + 1)³, with explicit i ≠ j masks."""
+    d = x.shape[1]
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    off = lambda m: ~np.eye(m.shape[0], dtype=bool)  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    return float(kxx[off(kxx)].mean() + kyy[off(kyy)].mean() - 2 * kxy.mean())
+
+
+def prdc_reference(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, float]:
+    """Brute force over the full distance matrices (as in the authors' prdc package)."""
+    radius = lambda s: np.sort(scipy.spatial.distance.cdist(s, s), axis=1)[:, k]  # noqa: E731
+    r_real, r_fake = radius(real), radius(fake)
+    d = scipy.spatial.distance.cdist(real, fake)  # [N, M]
+    inside_real = d < r_real[:, None]
+    return {
+        "precision": inside_real.any(0).mean(),
+        "recall": (d < r_fake[None, :]).any(1).mean(),
+        "density": inside_real.sum(0).mean() / k,
+        "coverage": (d.min(1) < r_real).mean(),
+    }
+
+
+def gaussian_pair(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(n, d))
+    mix = np.eye(d) + 0.3 * rng.normal(size=(d, d)) / math.sqrt(d)  # correlated, other scale
+    b = rng.normal(0.2, 1.0, size=(n, d)) @ mix * 1.3
+    return a, b
+
+
+# --- FID ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "d", "seed"), [(2000, 128, 0), (500, 16, 1), (3000, 64, 2)])
+def test_fid_matches_scipy_reference(n, d, seed):
+    a, b = gaussian_pair(n, d, seed)
+    expected = fid_reference(a, b)
+    assert expected > 1  # the sets differ: a relative error means something
+    assert fid(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)
+    # float32 features are promoted to float64 before any statistic
+    got32 = fid(torch.from_numpy(a).float(), torch.from_numpy(b).float())
+    assert got32 == pytest.approx(fid_reference(a.astype(np.float32), b.astype(np.float32)), 1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # scipy's, in the reference
+def test_fid_on_classifier_features_matches_scipy_and_torchmetrics(evaluator, clean):
+    """Real features have dead ReLU units (singular covariances): the hard case for sqrtm."""
+    tm_fid = pytest.importorskip("torchmetrics.image.fid")
+
+    class Given(torch.nn.Module):  # the features are the input: no network in between
+        num_features = 128
+
+        def forward(self, x):
+            return x
+
+    real = evaluator.real.features
+    fake = evaluator.embed(serve_corrupted(clean[1000:2000], "blur", 1.0), 1000).features
+    assert (real.std(0) == 0).any()  # the case this test is about
+    metric = tm_fid.FrechetInceptionDistance(feature=Given())
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    expected = fid_reference(real.numpy(), fake.numpy())
+    assert fid(real, fake) == pytest.approx(expected, rel=1e-9)
+    assert fid(real, fake) == pytest.approx(float(metric.compute()), rel=1e-9)
+    assert abs(fid(real, real)) < 1e-9
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    a, _ = gaussian_pair(2000, 128, 4)
+    relu = np.maximum(a, 0)
+    relu[:, :30] = 0  # dead units: a singular covariance, where sqrtm struggles
+    for x in (a, relu):
+        assert abs(fid(torch.from_numpy(x), torch.from_numpy(x))) < 1e-6
+
+
+def corrupt(images: torch.Tensor, kind: str, level: float) -> torch.Tensor:
+    """uint8 images -> [-1, 1], with Gaussian noise (std level) or blur (sigma level) added."""
+    x = images.float().div(127.5).sub(1)
+    if level == 0:
+        return x
+    if kind == "noise":
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        return (x + level * noise).clamp(-1, 1)
+    return gaussian_blur(x, kernel_size=9, sigma=level)
+
+
+@pytest.mark.parametrize(
+    ("kind", "levels"), [("noise", [0, 0.1, 0.2, 0.4, 0.8]), ("blur", [0, 0.6, 1.0, 1.5, 2.5])]
+)
+def test_fid_grows_along_a_corruption_ladder(evaluator, clean, kind, levels):
+    """Other real test images, progressively corrupted, move monotonically away."""
+    fids = []
+    for level in levels:
+        features = evaluator.embed(serve_corrupted(clean[1000:2000], kind, level), 1000).features
+        fids.append(fid(evaluator.real.features, features))
+    assert all(lo < hi for lo, hi in zip(fids, fids[1:], strict=False)), fids
+    assert fids[-1] > 10 * fids[0], fids  # the ladder spans far more than the real-real floor
+
+
+def serve_batches(images: torch.Tensor):
+    """A ``generate`` callable handing out images in [-1, 1] in order, as asked."""
+    position = 0
+
+    def generate(batch: int) -> torch.Tensor:
+        nonlocal position
+        position += batch
+        return images[position - batch : position]
+
+    return generate
+
+
+def serve_corrupted(images: torch.Tensor, kind: str = "noise", level: float = 0.4):
+    return serve_batches(corrupt(images, kind, level))
+
+
+# --- KID ----------------------------------------------------------------------------------------
+
+
+def test_mmd2_matches_reference():
+    a, b = gaussian_pair(300, 32, 5)
+    got = mmd2_unbiased(torch.from_numpy(a), torch.from_numpy(b[:250]))  # unequal sizes too
+    assert float(got) == pytest.approx(mmd2_reference(a, b[:250]), rel=1e-10)
+
+
+def test_kid_is_the_mean_over_subsets():
+    a, b = (torch.from_numpy(x) for x in gaussian_pair(400, 32, 6))
+    # Subsets as large as both sets: each is the whole set, so KID is the plain estimate.
+    mean, std = kid(a, b, subsets=5, subset_size=400)
+    assert mean == pytest.approx(mmd2_reference(a.numpy(), b.numpy()), rel=1e-10) and std == 0
+    # Smaller subsets: reproducible with the seed, with a spread, around the same value.
+    mean1, std1 = kid(a, b, subsets=50, subset_size=100, seed=1)
+    assert (mean1, std1) == kid(a, b, subsets=50, subset_size=100, seed=1)
+    assert mean1 != kid(a, b, subsets=50, subset_size=100, seed=2)[0]
+    assert std1 > 0 and abs(mean1 - mean) < 3 * std1
+
+
+def test_kid_is_unbiased_for_one_distribution():
+    """Two halves of one set: the estimates average to 0, while the biased one does not."""
+    rng = np.random.default_rng(7)
+    unbiased, biased = [], []
+    d = 16
+    for _ in range(200):
+        x, y = rng.normal(size=(50, d)), rng.normal(size=(50, d))
+        unbiased.append(float(mmd2_unbiased(torch.from_numpy(x), torch.from_numpy(y))))
+        k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+        biased.append(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())  # with diagonals
+    stderr = np.std(unbiased) / math.sqrt(len(unbiased))
+    assert abs(np.mean(unbiased)) < 3 * stderr
+    assert np.mean(biased) > 10 * np.std(biased) / math.sqrt(len(biased))  # the test has power
+
+
+def test_kid_of_real_halves_is_near_zero(evaluator, clean):
+    half_a, half_b = evaluator.real.features[:500], evaluator.real.features[500:]
+    same, spread = kid(half_a, half_b, subsets=50, subset_size=250)
+    noisy = evaluator.embed(serve_corrupted(clean[1000:1500], "noise", 0.8), 500).features
+    different, different_spread = kid(half_a, noisy, subsets=50, subset_size=250)
+    assert abs(same) < 3 * spread  # 0 within the subsets' spread
+    assert different - 3 * different_spread > abs(same) + 3 * spread  # and clearly apart
+
+
+# --- label metrics ------------------------------------------------------------------------------
+
+
+def one_hot_logits(labels: torch.Tensor, confidence: float = 30.0) -> torch.Tensor:
+    return torch.nn.functional.one_hot(labels, 10).double() * confidence
+
+
+def test_mnist_score_limits():
+    ones = torch.ones(1000, dtype=torch.long)
+    assert mnist_score(one_hot_logits(ones)) == pytest.approx(1.0, abs=1e-12)  # one class
+    assert mnist_score(torch.zeros(100, 10)) == pytest.approx(1.0)  # no confidence
+    balanced = one_hot_logits(torch.arange(1000) % 10)
+    assert mnist_score(balanced) == pytest.approx(10.0, rel=1e-9)
+    # absurdly confident logits: probabilities underflow, the score stays finite
+    assert mnist_score(one_hot_logits(torch.arange(1000) % 10, 1e4)) == pytest.approx(10.0)
+
+
+def test_mnist_score_matches_reference():
+    logits = torch.randn(500, 10, generator=torch.Generator().manual_seed(0)) * 3
+    p = scipy.special.softmax(logits.numpy().astype(np.float64), axis=1)
+    expected = math.exp(np.mean([scipy.stats.entropy(row, p.mean(0)) for row in p]))
+    assert mnist_score(logits) == pytest.approx(expected, rel=1e-9)
+
+
+def test_classes_covered_and_label_kl_of_only_ones():
+    real = one_hot_logits(torch.arange(1000) % 10)  # balanced "real" labels
+    only_ones = one_hot_logits(torch.ones(500, dtype=torch.long))
+    assert classes_covered(only_ones) == 1
+    assert classes_covered(real) == 10
+    assert label_kl(only_ones, real) == pytest.approx(math.log(10), rel=1e-12)
+    assert label_kl(real, real) == pytest.approx(0.0, abs=1e-12)
+    # 1 % is covered, less is not
+    labels = torch.cat([torch.zeros(99, dtype=torch.long), torch.ones(1, dtype=torch.long)])
+    assert classes_covered(one_hot_logits(labels)) == 2
+    assert (
+        classes_covered(one_hot_logits(torch.cat([labels, torch.zeros(1, dtype=torch.long)]))) == 1
+    )
+
+
+def test_label_kl_matches_scipy_and_is_finite_for_missing_classes():
+    gen = torch.tensor([0, 0, 1, 2, 2, 2, 3, 9])
+    real = torch.arange(100) % 10
+    expected = scipy.stats.entropy(np.bincount(gen, minlength=10) / 8, np.full(10, 0.1))
+    assert label_kl(one_hot_logits(gen), one_hot_logits(real)) == pytest.approx(expected)
+    # a class real data never shows: large but finite (ε = 1e-6 floor on p_real)
+    kl = label_kl(one_hot_logits(torch.tensor([5, 5])), one_hot_logits(torch.tensor([1, 2])))
+    assert kl == pytest.approx(math.log(1e6))
+
+
+def test_a_generator_of_only_ones_covers_one_class(evaluator, test_split):
+    """A collapsed G: one real "1" with a little pixel noise, 500 times."""
+    one = test_split.images[test_split.labels == 1][:1].float().div(127.5).sub(1)  # [1, 1, 28, 28]
+    noise = 0.05 * torch.randn(500, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    fake = evaluator.embed(serve_batches((one + noise).clamp(-1, 1)), 500)
+    p_real_one = float((evaluator.real.logits.argmax(1) == 1).double().mean())  # ≈ 0.11
+    assert classes_covered(fake.logits) == 1
+    assert label_kl(fake.logits, evaluator.real.logits) == pytest.approx(-math.log(p_real_one))
+    assert mnist_score(fake.logits) < 1.1
+
+
+# --- precision / recall / density / coverage ----------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1000, 64])  # 64: blocks that do not divide the set sizes
+def test_prdc_matches_brute_force(monkeypatch, chunk):
+    monkeypatch.setattr(manifold_module, "CHUNK", chunk)
+    a, b = gaussian_pair(300, 8, 8)
+    got = prdc(torch.from_numpy(a), torch.from_numpy(b[:250]), k=5)
+    expected = prdc_reference(a, b[:250], k=5)
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert all(0.05 < value < 0.99 for value in got.values()), got  # a non-trivial case
+
+
+def test_prdc_identical_and_far_sets():
+    a, _ = gaussian_pair(500, 16, 9)
+    x = torch.from_numpy(a)
+    same = prdc(x, x.clone())
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    # each open ball holds its centre and k - 1 neighbours: density k / k, up to rounding at
+    # the balls' edges (the k-th neighbour sits exactly on it)
+    assert same["density"] == pytest.approx(1.0, abs=0.01)
+    far = prdc(x, x + 1000)
+    assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+# --- the evaluator ------------------------------------------------------------------------------
+
+
+def test_registry_is_complete():
+    assert set(DIRECTIONS.values()) == {"min", "max"}
+    assert METRIC_KEYS[0] == "fid"
+
+
+def test_evaluator_returns_every_metric_and_leaves_the_rng_alone(evaluator, clean):
+    assert evaluator.n == 1000 and evaluator.real.features.shape == (1000, 128)
+    assert evaluator.real.features.dtype == torch.float64
+    state = torch.get_rng_state()
+    metrics = evaluator(serve(clean[1000:2000]))  # other real images: the floor, in effect
+    assert torch.equal(torch.get_rng_state(), state)  # training's RNG stream is untouched
+    assert tuple(metrics) == METRIC_KEYS
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert metrics["classes_covered"] == 10 and metrics["precision"] > 0.7
+
+    # a set identical to the reference: FID 0, full precision and recall
+    identical = evaluator(serve(clean[:1000]))
+    assert abs(identical["fid"]) < 1e-6
+    assert identical["precision"] == identical["recall"] == identical["coverage"] == 1.0
+    assert identical["label_kl"] == pytest.approx(0.0, abs=1e-12)
+
+    # fewer samples: compared with the first n of the reference; bad shapes are refused
+    assert evaluator(serve(clean[:300]), n=300)["fid"] == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        evaluator(lambda b: torch.zeros(b, 784))
+
+
+def test_real_floor_is_far_below_a_corrupted_set(evaluator, clean):
+    floor = real_floor(evaluator, clean[1000:])
+    noisy = evaluator(serve_corrupted(clean[1000:2000], "noise", 0.8))
+    assert tuple(floor) == METRIC_KEYS
+    assert floor["fid"] < noisy["fid"] / 10
+    assert floor["precision"] > noisy["precision"] and floor["recall"] > noisy["recall"]
