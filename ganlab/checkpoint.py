@@ -154,3 +154,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(py_state), py_gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def find_resume(resume: str | None, out_dir: Path, device: torch.device):
+    """(path, state) to resume from, or None to start fresh.
+
+    ``auto``: the newest loadable checkpoint of this run dir, if any (damaged ones are
+    reported and skipped). A directory: the same inside that run dir. A file: exactly it.
+    """
+    if resume is None:
+        return None
+    if resume == "auto":
+        return CheckpointDir(out_dir / "checkpoints").load_newest_valid(device)
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        found = CheckpointDir(path / "checkpoints").load_newest_valid(device)
+        if found is None:
+            raise GanlabError(f"trainer.resume: no checkpoint in {path / 'checkpoints'}")
+        return found
+    return path, load_checkpoint(path, device, RUN_KEYS)

@@ -83,7 +83,7 @@ class TrainerConfig:
     log_every: int = 100
     sample_every: int = 500
     ckpt_every: int = 1000
-    eval_every: int = 0  # 0: evaluate only at the end
+    eval_every: int = 0  # metrics every N steps (metrics.eval_samples); 0: only at the end
     resume: str | None = None  # "auto" (this run dir), a run dir, or a checkpoint file
     keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)
     on_divergence: OnDivergence = OnDivergence.stop  # NaN/Inf losses or |D score| too large
@@ -93,12 +93,30 @@ class TrainerConfig:
 
 
 @dataclass
+class MetricsConfig:
+    enabled: bool = True  # final evaluation, and every trainer.eval_every steps
+    n_samples: int = 10_000  # generated (and real) images in the final evaluation
+    eval_samples: int = 2_000  # in the periodic evaluations, cheaper
+    floor: bool = True  # also the real train-vs-test values (fid_floor, kid_floor)
+
+
+@dataclass
+class AuxParams:
+    contrastive_margin: float = 1.0  # real-fake pairs are pushed at least this far apart
+    perceptual_backbone: str = "mnist_classifier"  # or vgg19 (needs downloadable weights)
+
+
+@dataclass
 class Config:
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # Auxiliary loss weights by term, e.g. +aux.feature_matching=1.0 (ganlab.auxiliary).
+    aux: dict[str, float] = field(default_factory=dict)
+    aux_params: AuxParams = field(default_factory=AuxParams)
     seed: int = 0
     device: str = "auto"
 
@@ -113,7 +131,9 @@ def _check(ok: bool, key: str, value: Any, rule: str) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Range checks the schema's types cannot express; raises GanlabError naming the key."""
-    from ganlab.losses import LOSSES  # late: losses imports torch, the schema does not need it
+    # Late imports: they load torch, which composing a config does not need.
+    from ganlab.auxiliary import BACKBONES, TERMS
+    from ganlab.losses import LOSSES
 
     t, opt = cfg.trainer, cfg.optimizer
     _check(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, f"one of {', '.join(LOSSES)}")
@@ -141,6 +161,20 @@ def validate(cfg: DictConfig) -> None:
             _check(node.lr > 0, f"optimizer.{part}.lr", node.lr, "must be > 0")
         if "betas" in node and list(node.betas) != list(opt.betas):
             _check_betas(f"optimizer.{part}.betas", node.betas)
+    for key in ("n_samples", "eval_samples"):
+        value = cfg.metrics[key]
+        _check(value >= 100, f"metrics.{key}", value, "must be >= 100 for stable k-NN metrics")
+    for name, weight in cfg.aux.items():
+        _check(name in TERMS, "aux", name, f"auxiliary terms are {', '.join(TERMS)}")
+        _check(weight >= 0, f"aux.{name}", weight, "must be >= 0")
+    margin, backbone = cfg.aux_params.contrastive_margin, cfg.aux_params.perceptual_backbone
+    _check(margin > 0, "aux_params.contrastive_margin", margin, "must be > 0")
+    _check(
+        backbone in BACKBONES,
+        "aux_params.perceptual_backbone",
+        backbone,
+        f"one of {', '.join(BACKBONES)}",
+    )
     _check(
         cfg.device == "auto" or _is_device(cfg.device),
         "device",

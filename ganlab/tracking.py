@@ -6,10 +6,13 @@ Scalars are summed on the device between log intervals; ``write`` reads them bac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
@@ -79,3 +82,38 @@ class RunLogger:
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+def flat_hparams(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The knobs a sweep compares, as TensorBoard HParams wants them (scalars and strings):
+    the usual ones, plus every command-line override of this run (its swept keys)."""
+    hparams: dict[str, Any] = {
+        "loss": cfg.loss.name,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "lr": cfg.optimizer.lr,
+        "beta1": cfg.optimizer.betas[0],
+        "beta2": cfg.optimizer.betas[1],
+        "batch_size": cfg.trainer.batch_size,
+        "n_critic": cfg.trainer.n_critic,
+        "steps": cfg.trainer.steps,
+        "z_dim": cfg.model.z_dim,
+        "data": cfg.data.name,
+    }
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if sep and not key.startswith("hydra"):
+            hparams.setdefault(key, _scalar(value))
+    return hparams
+
+
+def _scalar(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def run_overrides() -> list[str]:
+    """This job's command-line overrides (empty outside a Hydra run, e.g. under compose)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []

@@ -10,10 +10,7 @@ import math
 import random
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +24,18 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ganlab.checkpoint import RUN_KEYS, CheckpointDir, load_checkpoint, rng_state, set_rng_state
+from ganlab.auxiliary import load_backbone
+from ganlab.checkpoint import CheckpointDir, find_resume, rng_state, set_rng_state
 from ganlab.config import config_dir, validate
 from ganlab.data import load_data
 from ganlab.divergence import divergence
 from ganlab.errors import GanlabError
 from ganlab.losses import get_loss
+from ganlab.metrics.training import TrainingEvaluator
 from ganlab.models import build_models
 from ganlab.results import update_results
-from ganlab.tracking import RunLogger
+from ganlab.signals import RunInterrupted, stop_requests
+from ganlab.tracking import RunLogger, flat_hparams, run_overrides
 from ganlab.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -59,89 +59,6 @@ def every(step: int, interval: int) -> bool:
     return interval > 0 and step % interval == 0
 
 
-def find_resume(resume: str | None, out_dir: Path, device: torch.device):
-    """(path, state) to resume from, or None to start fresh.
-
-    ``auto``: the newest loadable checkpoint of this run dir, if any (damaged ones are
-    reported and skipped). A directory: the same inside that run dir. A file: exactly it.
-    """
-    if resume is None:
-        return None
-    if resume == "auto":
-        return CheckpointDir(out_dir / "checkpoints").load_newest_valid(device)
-    path = Path(resume).expanduser()
-    if path.is_dir():
-        found = CheckpointDir(path / "checkpoints").load_newest_valid(device)
-        if found is None:
-            raise GanlabError(f"trainer.resume: no checkpoint in {path / 'checkpoints'}")
-        return found
-    return path, load_checkpoint(path, device, RUN_KEYS)
-
-
-@contextmanager
-def stop_requests() -> Iterator[list[int]]:
-    """Turn the first SIGINT/SIGTERM into a flag that the loop reads after a whole step.
-
-    The run then saves a checkpoint and exits cleanly; a second signal acts as usual.
-    """
-    received: list[int] = []
-    previous: dict[int, Any] = {}
-
-    def handler(signum: int, frame: Any) -> None:
-        received.append(signum)
-        signal.signal(signum, previous[signum])
-
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class RunInterrupted(Exception):
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.signum = signum
-
-
-def flat_hparams(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The knobs a sweep compares, as TensorBoard HParams wants them (scalars and strings):
-    the usual ones, plus every command-line override of this run (its swept keys)."""
-    hparams: dict[str, Any] = {
-        "loss": cfg.loss.name,
-        "model": cfg.model.name,
-        "seed": cfg.seed,
-        "lr": cfg.optimizer.lr,
-        "beta1": cfg.optimizer.betas[0],
-        "beta2": cfg.optimizer.betas[1],
-        "batch_size": cfg.trainer.batch_size,
-        "n_critic": cfg.trainer.n_critic,
-        "steps": cfg.trainer.steps,
-        "z_dim": cfg.model.z_dim,
-        "data": cfg.data.name,
-    }
-    for override in overrides:
-        key, sep, value = override.lstrip("+~").partition("=")
-        if sep and not key.startswith("hydra"):
-            hparams.setdefault(key, _scalar(value))
-    return hparams
-
-
-def _scalar(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def run_overrides() -> list[str]:
-    """This job's command-line overrides (empty outside a Hydra run, e.g. under compose)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
 def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     """Data, models, optimizers and loss from the config, ready to step."""
     data = load_data(cfg.data, device)
@@ -150,6 +67,9 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     G, D = G.to(device), D.to(device)
     opt_G = instantiate(cfg.optimizer.generator)(G.parameters())
     opt_D = instantiate(cfg.optimizer.discriminator)(D.parameters())
+    backbone = None
+    if cfg.aux.get("perceptual"):
+        backbone = load_backbone(cfg.aux_params.perceptual_backbone, cfg.data.root, device)
     return Trainer(
         G,
         D,
@@ -161,14 +81,17 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
         cfg.model.z_dim,
         gp_weight=cfg.loss.gp_weight,
         clip=cfg.loss.clip,
+        aux=dict(cfg.aux),
+        margin=cfg.aux_params.contrastive_margin,
+        backbone=backbone,
     )
 
 
 def train(cfg: DictConfig, out_dir: Path) -> float:
     """Train one GAN into ``out_dir``; return the sweep objective (lower is better).
 
-    The objective is the final G loss until sample-quality metrics exist; NaN if the run
-    diverged.
+    The objective is the final FID (the final G loss with ``metrics.enabled=false``); NaN
+    when the run diverged or was interrupted.
     """
     validate(cfg)
     out_dir = Path(out_dir)
@@ -183,6 +106,12 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         N_FIXED, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed)
     ).to(device)
     ckpts = CheckpointDir(out_dir / "checkpoints", keep=t.keep_checkpoints)
+    evaluator = None
+    if cfg.metrics.enabled:
+        m = cfg.metrics
+        evaluator = TrainingEvaluator(
+            cfg.data.root, cfg.data.download, m.n_samples, m.eval_samples, m.floor, device, cfg.seed
+        )
     plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
     def restore(state: dict[str, Any]) -> None:
@@ -196,13 +125,21 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         log.info("resumed from %s at step %d", found[0], trainer.step)
     logger = RunLogger(out_dir / "tb", purge_step=trainer.step + 1 if found else None)
 
+    def evaluate(step: int, final: bool) -> dict[str, float]:
+        result = evaluator(trainer.generate, cfg.model.z_dim, device, final)
+        result["evaluation"]["step"] = step
+        for key, value in result["metrics"].items():
+            logger.scalar(f"metrics/{key}", value, step)
+        update_results(out_dir, result)
+        return result["metrics"]
+
     def checkpoint() -> None:
         logger.flush()  # events up to this step reach the disk before the state that follows
         ckpts.save(trainer.step, {**trainer.state_dict(), "rng": rng_state(), "config": plain_cfg})
 
     # --- the loop: n_critic D steps, one G step -------------------------------------------
     start_step, final, status, rollbacks = trainer.step, {}, "completed", 0
-    problem = None
+    problem, metrics = None, {}
     bar = tqdm(
         total=t.steps,
         initial=start_step,
@@ -262,6 +199,8 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
                 logger.images(
                     trainer.generate(fixed_z), step, out_dir / "samples" / f"step_{step:06d}.png"
                 )
+            if evaluator and every(step, t.eval_every) and not last:
+                evaluate(step, final=False)
             if every(step, t.ckpt_every) or last or stop:
                 checkpoint()
             if stop:
@@ -272,6 +211,8 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
     it_per_s = (trainer.step - start_step) / elapsed if elapsed > 0 else float("nan")
+    if evaluator and status == "completed":
+        metrics = evaluate(trainer.step, final=True)
 
     # --- results --------------------------------------------------------------------------
     results = update_results(
@@ -298,6 +239,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         {
             "hparam/loss_d": final.get("loss/D", float("nan")),
             "hparam/loss_g": final.get("loss/G", float("nan")),
+            **{f"hparam/{key}": value for key, value in metrics.items()},
         },
     )
     logger.close()
@@ -309,15 +251,18 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
             f"{ckpts.path}; continue with trainer.resume={out_dir}",
         )
     log.info(
-        "%s: %d steps at %.1f it/s; final loss D %.4f, G %.4f; run dir %s",
+        "%s: %d steps at %.1f it/s; final loss D %.4f, G %.4f%s; run dir %s",
         status,
         trainer.step,
         it_per_s,
         final.get("loss/D", float("nan")),
         final.get("loss/G", float("nan")),
+        "".join(f", {k} {metrics[k]:.4g}" for k in ("fid", "mnist_score") if k in metrics),
         out_dir,
     )
-    objective = results["final"]["loss_g"] if status == "completed" else None
+    if status != "completed":
+        return float("nan")
+    objective = metrics["fid"] if "fid" in metrics else results["final"]["loss_g"]
     return float("nan") if objective is None else float(objective)
 
 

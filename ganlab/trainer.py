@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ganlab import auxiliary
 from ganlab.data import MNIST
 from ganlab.losses import GANLoss
 from ganlab.penalties import clip_weights_, gradient_penalty
@@ -30,11 +31,18 @@ class Trainer:
         z_dim: int,
         gp_weight: float = 0.0,
         clip: float | None = None,
+        aux: dict[str, float] | None = None,
+        margin: float = 1.0,
+        backbone: nn.Module | None = None,
     ):
         self.G, self.D, self.loss = G, D, loss
         self.opt_G, self.opt_D = opt_G, opt_D
         self.data, self.batch_size, self.z_dim = data, batch_size, z_dim
         self.gp_weight, self.clip = gp_weight, clip
+        # Auxiliary terms with a non-zero weight (ganlab.auxiliary); the frozen backbone
+        # serves the perceptual term.
+        self.aux = {name: w for name, w in (aux or {}).items() if w}
+        self.margin, self.backbone = margin, backbone
         self.step = 0  # generator updates done
         self.d_updates = 0
 
@@ -46,11 +54,18 @@ class Trainer:
         real = self.data.sample(self.batch_size)  # [B, 1, 28, 28], fresh for every D step
         with torch.no_grad():
             fake = self.G(self.noise(self.batch_size))
-        real_logits, fake_logits = self.D(real), self.D(fake)  # [B], [B]
+        real_features, real_logits = self._scores(real)  # [B, F], [B]
+        fake_features, fake_logits = self._scores(fake)
         loss = self.loss.d(real_logits, fake_logits)
         logs = {"D/real": real_logits.mean(), "D/fake": fake_logits.mean()}
+        if "contrastive" in self.aux:
+            logs["aux/contrastive"] = auxiliary.contrastive(
+                real_features, fake_features, self.margin
+            )
+            logs["aux/total_D"] = self._weighted(logs)
+            loss = loss + logs["aux/total_D"]
         if self.loss.estimates_wasserstein:
-            logs["wasserstein/estimate"] = -loss
+            logs["wasserstein/estimate"] = real_logits.mean() - fake_logits.mean()
         if self.gp_weight > 0:
             gp = gradient_penalty(self.D, real, fake).mean()
             loss = loss + self.gp_weight * gp
@@ -65,18 +80,45 @@ class Trainer:
         return logs
 
     def g_step(self) -> dict[str, Tensor]:
-        """G: make D score generated images as real."""
-        fake_logits = self.D(self.G(self.noise(self.batch_size)))
-        real_logits = None
-        if self.loss.g_uses_real:  # relativistic losses compare with D(real), a constant for G
-            with torch.no_grad():
-                real_logits = self.D(self.data.sample(self.batch_size))
+        """G: make D score generated images as real (and match features, if asked to)."""
+        fake = self.G(self.noise(self.batch_size))
+        fake_features, fake_logits = self._scores(fake)
+        real = real_logits = None
+        if self.loss.g_uses_real or self.aux.keys() & set(auxiliary.G_TERMS):
+            real = self.data.sample(self.batch_size)
+            with torch.no_grad():  # constants for G: no gradient reaches D through them
+                real_features, real_logits = self._scores(real)
         loss = self.loss.g(fake_logits, real_logits)
+        logs = {}
+        if "feature_matching" in self.aux:
+            logs["aux/feature_matching"] = auxiliary.feature_matching(real_features, fake_features)
+        if "perceptual" in self.aux:
+            with torch.no_grad():
+                real_embedding = self.backbone.features(real)
+            logs["aux/perceptual"] = auxiliary.perceptual(
+                real_embedding, self.backbone.features(fake)
+            )
+        if logs:
+            logs["aux/total_G"] = self._weighted(logs)
+            loss = loss + logs["aux/total_G"]
         self.opt_G.zero_grad(set_to_none=True)
-        loss.backward(inputs=list(self.G.parameters()))  # no gradients for D in the G step
+        # inputs=: gradients for G only, none for D or the frozen backbone.
+        loss.backward(inputs=list(self.G.parameters()))
         self.opt_G.step()
         self.step += 1
-        return {"loss/G": loss}
+        logs["loss/G"] = loss
+        return logs
+
+    def _weighted(self, logs: dict[str, Tensor]) -> Tensor:
+        """Σ weight · term over the auxiliary terms in ``logs`` (tags ``aux/<name>``)."""
+        return sum(self.aux[tag[4:]] * v for tag, v in logs.items() if tag[4:] in self.aux)
+
+    def _scores(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
+        """D's features (only when an auxiliary term reads them) and raw scores."""
+        if not self.aux.keys() & {"feature_matching", "contrastive"}:
+            return None, self.D(x)
+        features = self.D.features(x)
+        return features, self.D.head(features).squeeze(1)
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:

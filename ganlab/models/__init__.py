@@ -1,4 +1,6 @@
-"""Generator/discriminator pairs. Each D returns raw scores of shape [N] (no sigmoid)."""
+"""Generator/discriminator pairs. Each D returns raw scores of shape [N] (no sigmoid), and
+exposes ``features(x)`` (its last hidden layer) and ``head`` with ``D(x) = head(features(x))``.
+"""
 
 from __future__ import annotations
 

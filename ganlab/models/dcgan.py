@@ -37,14 +37,18 @@ class Discriminator(nn.Module):
     def __init__(self, channels: int = 64):
         super().__init__()
         c = channels
-        self.net = nn.Sequential(
+        self.body = nn.Sequential(
             nn.Conv2d(1, c, 4, 2, 1),  # [N, c, 14, 14]
             nn.LeakyReLU(0.2),
             nn.Conv2d(c, 2 * c, 4, 2, 1),  # [N, 2c, 7, 7]
             nn.LeakyReLU(0.2),
-            nn.Flatten(),
-            nn.Linear(2 * c * 7 * 7, 1),
+            nn.Flatten(),  # [N, 2c * 49]
         )
+        self.head = nn.Linear(2 * c * 7 * 7, 1)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The flattened last conv layer [N, 2c*49]: what feature matching compares."""
+        return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(1)
+        return self.head(self.body(x)).squeeze(1)

@@ -27,11 +27,16 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """images [N, 1, 28, 28] -> 784 -> hidden... -> raw score [N]."""
+    """images [N, 1, 28, 28] -> 784 -> hidden... (``features``) -> raw score [N]."""
 
     def __init__(self, hidden: Sequence[int] = (256, 128)):
         super().__init__()
-        self.net = nn.Sequential(*_stack([784, *hidden]), nn.Linear(hidden[-1], 1))
+        self.body = nn.Sequential(nn.Flatten(), *_stack([784, *hidden]))
+        self.head = nn.Linear(hidden[-1], 1)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last hidden layer [N, hidden[-1]]: what feature matching compares."""
+        return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1)).squeeze(1)
+        return self.head(self.body(x)).squeeze(1)

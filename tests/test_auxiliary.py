@@ -1,0 +1,162 @@
+"""Auxiliary terms: float64 references, zeros where the formulas say, gradients only where
+they belong, and a real run that logs each term and their weighted totals."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from ganlab import auxiliary
+from ganlab.config import validate
+from ganlab.errors import GanlabError
+from ganlab.train import build_trainer
+from tests.conftest import tiny
+
+
+def features(seed: int, n: int = 12, f: int = 7, shift: float = 0.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(shift, 1.0, (n, f))
+
+
+def mean_feature_reference(real: np.ndarray, fake: np.ndarray) -> float:
+    return float(sum((real[:, k].mean() - fake[:, k].mean()) ** 2 for k in range(real.shape[1])))
+
+
+def contrastive_reference(real: np.ndarray, fake: np.ndarray, margin: float) -> float:
+    pull = [np.sum((a - b) ** 2) for a, b in itertools.permutations(real, 2)]
+    push = [
+        max(0.0, margin - np.sqrt(np.sum((a - b) ** 2))) ** 2
+        for a, b in itertools.product(real, fake)
+    ]
+    return float(np.mean(pull) + np.mean(push))
+
+
+@pytest.mark.parametrize("term", [auxiliary.feature_matching, auxiliary.perceptual])
+def test_mean_feature_terms_match_float64_reference(term):
+    real, fake = features(0), features(1, n=9, shift=0.5)
+    got = term(torch.tensor(real, dtype=torch.float32), torch.tensor(fake, dtype=torch.float32))
+    np.testing.assert_allclose(got.item(), mean_feature_reference(real, fake), rtol=1e-5)
+    got64 = term(torch.tensor(real), torch.tensor(fake))
+    np.testing.assert_allclose(got64.item(), mean_feature_reference(real, fake), rtol=1e-12)
+
+
+@pytest.mark.parametrize("term", [auxiliary.feature_matching, auxiliary.perceptual])
+def test_mean_feature_terms_are_zero_when_features_coincide(term):
+    real = torch.tensor(features(2))
+    assert term(real, real.clone()).item() == 0.0
+    assert term(real, real.flip(0)).item() < 1e-28  # same mean, other order
+
+
+@pytest.mark.parametrize("margin", [0.5, 3.0])
+def test_contrastive_matches_float64_reference(margin):
+    real, fake = features(3, n=6), features(4, n=5, shift=0.7)
+    got = auxiliary.contrastive(torch.tensor(real), torch.tensor(fake), margin)
+    np.testing.assert_allclose(got.item(), contrastive_reference(real, fake, margin), rtol=1e-10)
+
+
+def test_contrastive_is_zero_for_one_real_point_and_far_fakes():
+    real = torch.ones(5, 4)
+    far = torch.ones(3, 4) + torch.tensor([3.0, 0, 0, 0])  # at distance 3 from every real
+    assert auxiliary.contrastive(real, far, margin=2.0).item() == 0.0
+    assert auxiliary.contrastive(real, far, margin=4.0).item() == pytest.approx(1.0)  # (4-3)²
+
+
+class FrozenBackbone(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, 2)
+
+    def features(self, x):
+        return torch.relu(self.conv(x)).flatten(1)
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+def test_gradients_reach_only_the_network_being_trained(make_cfg, model):
+    cfg = make_cfg(
+        *tiny(model),
+        "data=mnist_sample",
+        "+aux.feature_matching=1",
+        "+aux.contrastive=1",
+        "aux_params.contrastive_margin=5",
+    )
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg, torch.device("cpu"))
+    trainer.aux["perceptual"] = 1.0
+    trainer.backbone = FrozenBackbone().eval().requires_grad_(False)
+    G0, D0, B0 = params(trainer.G), params(trainer.D), params(trainer.backbone)
+
+    logs = trainer.g_step()
+    assert {"aux/feature_matching", "aux/perceptual", "aux/total_G"} <= logs.keys()
+    assert not same(G0, params(trainer.G))
+    assert same(D0, params(trainer.D)) and all(p.grad is None for p in trainer.D.parameters())
+    assert same(B0, params(trainer.backbone))
+    assert all(p.grad is None for p in trainer.backbone.parameters())
+
+    G1 = params(trainer.G)
+    logs = trainer.d_step()
+    assert logs["aux/contrastive"] > 0 and "aux/total_D" in logs
+    assert same(G1, params(trainer.G)) and not same(D0, params(trainer.D))
+    assert same(B0, params(trainer.backbone))
+
+
+def test_unknown_term_and_bad_weights_are_rejected(make_cfg):
+    with pytest.raises(GanlabError, match="auxiliary terms are feature_matching, perceptual"):
+        validate(make_cfg("+aux.feature_matchin=1"))
+    with pytest.raises(GanlabError, match="invalid value for aux.contrastive: -1.0"):
+        validate(make_cfg("+aux.contrastive=-1"))
+    with pytest.raises(GanlabError, match="aux_params.perceptual_backbone"):
+        validate(make_cfg("aux_params.perceptual_backbone=resnet"))
+
+
+def test_vgg19_without_downloadable_weights_says_what_to_do(monkeypatch, tmp_path):
+    import urllib.error
+
+    import torch.hub
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(GanlabError, match="perceptual_backbone=mnist_classifier"):
+        auxiliary.load_backbone("vgg19", tmp_path, torch.device("cpu"))
+
+
+def test_a_run_with_all_three_terms_logs_each_term_and_the_weighted_totals(
+    make_cfg, tmp_path, ganlab_cache
+):
+    from ganlab.train import train
+
+    w = {"feature_matching": 0.5, "perceptual": 0.01, "contrastive": 2.0}
+    cfg = make_cfg(
+        *tiny("dcgan"),
+        "data=mnist_sample",
+        "trainer.steps=6",
+        "trainer.log_every=2",
+        *(f"+aux.{k}={v}" for k, v in w.items()),
+    )
+    train(cfg, tmp_path)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    series = {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    for name in w:
+        assert len(series[f"aux/{name}"]) == 3 and all(np.isfinite(series[f"aux/{name}"]))
+    expected_g = [
+        w["feature_matching"] * a + w["perceptual"] * b
+        for a, b in zip(series["aux/feature_matching"], series["aux/perceptual"], strict=True)
+    ]
+    np.testing.assert_allclose(series["aux/total_G"], expected_g, rtol=1e-5)
+    np.testing.assert_allclose(
+        series["aux/total_D"], [w["contrastive"] * c for c in series["aux/contrastive"]], rtol=1e-5
+    )
