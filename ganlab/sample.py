@@ -96,7 +96,8 @@ def save_samples(images: Tensor, out: Path, nrow: int) -> None:
 
 def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
     """(checkpoint or run dir, options) from ``<path> key=value ...``."""
-    if not argv or argv[0].startswith("-") or "=" in argv[0]:
+    # Sweep run dirs contain "=" (loss=hinge,seed=1): a path that exists is a path.
+    if not argv or argv[0].startswith("-") or ("=" in argv[0] and not Path(argv[0]).exists()):
         raise GanlabError(f"the first argument must be a checkpoint or run dir; {USAGE}")
     allowed = ", ".join(f"{key}=" for key in DEFAULTS)
     options = dict(DEFAULTS)

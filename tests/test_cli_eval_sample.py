@@ -110,6 +110,14 @@ def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypa
     assert again["metrics"] == report["metrics"] and again["floor"] is None
 
 
+def test_sample_takes_a_sweep_run_dir_whose_name_has_equals_signs(run_dir, tmp_path):
+    sweep_run = tmp_path / "loss=vanilla,seed=0"  # how Hydra names sweep jobs
+    shutil.copytree(run_dir, sweep_run)
+    out = tmp_path / "grid.png"
+    sample_module.main([str(sweep_run), "n=4", f"out={out}"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

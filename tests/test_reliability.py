@@ -35,8 +35,15 @@ RUN = [
 STEPS = 3000
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ganlab.train", *args]
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m ganlab.train args...`, run to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "ganlab.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
@@ -126,20 +133,12 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert saved["step"] == results["steps"] < STEPS
     # ... and the run picks up where it stopped.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ganlab.train",
-            *RUN,
-            "trainer.steps=" + str(saved["step"] + 20),
-            f"hydra.run.dir={run_dir}",
-            "trainer.resume=auto",
-        ],
+    done = cli(
+        *RUN,
+        f"trainer.steps={saved['step'] + 20}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.resume=auto",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_results(run_dir)["status"] == "completed"
@@ -209,17 +208,12 @@ def test_a_malicious_checkpoint_is_refused_without_running_it(tmp_path, writer):
 def test_resume_from_a_malicious_file_on_the_command_line(tmp_path):
     marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
     torch.save({"G": Exploit(marker)}, path)
-    proc = subprocess.run(
-        cli(
-            "model=mlp",
-            "data=mnist_sample",
-            f"trainer.resume={path}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ),
+    proc = cli(
+        "model=mlp",
+        "data=mnist_sample",
+        f"trainer.resume={path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: cannot load checkpoint {path}")
@@ -291,20 +285,15 @@ def test_rollback_retries_from_the_last_good_checkpoint_then_gives_up(make_cfg, 
 
 
 def test_a_diverged_single_run_exits_non_zero(tmp_path):
-    proc = subprocess.run(
-        cli(
-            *tiny("mlp"),
-            "data=mnist_sample",
-            "loss=lsgan",
-            "optimizer.lr=1e4",
-            "trainer.steps=100",
-            "trainer.log_every=2",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ),
+    proc = cli(
+        *tiny("mlp"),
+        "data=mnist_sample",
+        "loss=lsgan",
+        "optimizer.lr=1e4",
+        "trainer.steps=100",
+        "trainer.log_every=2",
+        f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert proc.returncode == 3
     assert "diverged at step" in proc.stdout + proc.stderr
@@ -335,7 +324,7 @@ def test_hostile_input_gives_one_clear_line(tmp_path, case):
         (tmp_path / "a-file").write_text("not a folder")
         args[1] = f"hydra.run.dir={tmp_path / 'a-file' / 'run'}"
         expected = "error: cannot write the output folder hydra.run.dir="
-    proc = subprocess.run(cli(*args), cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = cli(*args, cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr

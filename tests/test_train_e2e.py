@@ -110,15 +110,22 @@ def test_short_vanilla_mlp_run_moves_pixel_statistics_toward_real(make_cfg, shar
 
 
 def test_metrics_run_periodically_and_at_the_end(make_cfg, shared_mnist, tmp_path, ganlab_cache):
-    cfg = make_cfg(*tiny("mlp"), "metrics.enabled=true", "metrics.n_samples=500",
-                   "metrics.eval_samples=200", "trainer.eval_every=4", "trainer.steps=8",
-                   "trainer.log_every=4", f"data.root={shared_mnist}", "data.split=test",
-                   "data.download=false")
+    cfg = make_cfg(
+        *tiny("mlp"),
+        "metrics.enabled=true",
+        "metrics.n_samples=500",
+        "metrics.eval_samples=200",
+        "trainer.eval_every=4",
+        "trainer.steps=8",
+        "trainer.log_every=4",
+        f"data.root={shared_mnist}",
+        "data.split=test",
+        "data.download=false",
+    )
     objective = train(cfg, tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     metrics = results["metrics"]
-    for key in ("fid", "kid", "mnist_score", "classes_covered", "precision", "recall",
-                "fid_floor"):
+    for key in ("fid", "kid", "mnist_score", "classes_covered", "precision", "recall", "fid_floor"):
         assert math.isfinite(metrics[key]), key
     assert objective == metrics["fid"]  # the sweep objective
     assert metrics["fid"] > metrics["fid_floor"]  # 8 steps of training are far from real

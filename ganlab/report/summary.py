@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ganlab.metrics import DIRECTIONS as METRIC_DIRECTIONS
 from ganlab.report.runs import (
     TRAINING_METRICS,
     ReportError,
@@ -21,37 +22,20 @@ from ganlab.report.runs import (
     metric_value,
 )
 
-# Which way is better, by metric name (the part after ``metrics.``). ganlab.metrics owns this
-# knowledge once it exists: it may export the same mapping as ``DIRECTIONS``, which then wins.
-# Names not listed count as higher-is-better.
-_SAMPLE_METRIC_DIRECTIONS: dict[str, str] = {
-    "fid": "min",
-    "fid_floor": "min",  # real-vs-real floor: informative, never a target
-    "kid": "min",
-    "label_kl": "min",
-    "mnist_score": "max",
-    "classes_covered": "max",
-    "precision": "max",
-    "recall": "max",
-    "density": "max",
-    "coverage": "max",
-}
-try:  # pragma: no cover - depends on a module that may not exist yet
-    from ganlab.metrics import DIRECTIONS as _IMPORTED_DIRECTIONS  # type: ignore[attr-defined]
-except ImportError:
-    _IMPORTED_DIRECTIONS = {}
-
+# Which way is better: the metrics' own registry, the real-vs-real floors written beside
+# them (informative, never a target), and the training numbers every run has (the final G
+# loss is train()'s objective when metrics are off). Unlisted names count as higher-is-better.
 DIRECTIONS: dict[str, str] = {
-    **_SAMPLE_METRIC_DIRECTIONS,
-    **_IMPORTED_DIRECTIONS,
-    # Training-side numbers every run has; the final G loss is train()'s sweep objective.
+    **METRIC_DIRECTIONS,
+    "fid_floor": "min",
+    "kid_floor": "min",
     "final.loss_d": "min",
     "final.loss_g": "min",
     "throughput.it_per_s": "max",
 }
 # Table order: sample-quality metrics first (in this order, unknown ones after), then the
 # training ones.
-METRIC_ORDER = tuple(_SAMPLE_METRIC_DIRECTIONS)
+METRIC_ORDER = (*METRIC_DIRECTIONS, "fid_floor", "kid_floor")
 DEFAULT_PRIMARY = ("fid", "final.loss_g")  # the first one present in any results.json
 
 
