@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 G_TERMS = ("feature_matching", "perceptual")  # added to G's objective
 D_TERMS = ("contrastive",)  # added to D's objective
 TERMS = G_TERMS + D_TERMS
+D_FEATURE_TERMS = ("feature_matching", "contrastive")  # read D.features(x)
 BACKBONES = ("mnist_classifier", "vgg19")
 
 

@@ -59,11 +59,10 @@ class Trainer:
         loss = self.loss.d(real_logits, fake_logits)
         logs = {"D/real": real_logits.mean(), "D/fake": fake_logits.mean()}
         if "contrastive" in self.aux:
-            logs["aux/contrastive"] = auxiliary.contrastive(
-                real_features, fake_features, self.margin
-            )
-            logs["aux/total_D"] = self._weighted(logs)
-            loss = loss + logs["aux/total_D"]
+            terms = {
+                "contrastive": auxiliary.contrastive(real_features, fake_features, self.margin)
+            }
+            loss = loss + self._add_aux(terms, logs, "aux/total_D")
         if self.loss.estimates_wasserstein:
             logs["wasserstein/estimate"] = real_logits.mean() - fake_logits.mean()
         if self.gp_weight > 0:
@@ -89,18 +88,15 @@ class Trainer:
             with torch.no_grad():  # constants for G: no gradient reaches D through them
                 real_features, real_logits = self._scores(real)
         loss = self.loss.g(fake_logits, real_logits)
-        logs = {}
+        logs, terms = {}, {}
         if "feature_matching" in self.aux:
-            logs["aux/feature_matching"] = auxiliary.feature_matching(real_features, fake_features)
+            terms["feature_matching"] = auxiliary.feature_matching(real_features, fake_features)
         if "perceptual" in self.aux:
             with torch.no_grad():
                 real_embedding = self.backbone.features(real)
-            logs["aux/perceptual"] = auxiliary.perceptual(
-                real_embedding, self.backbone.features(fake)
-            )
-        if logs:
-            logs["aux/total_G"] = self._weighted(logs)
-            loss = loss + logs["aux/total_G"]
+            terms["perceptual"] = auxiliary.perceptual(real_embedding, self.backbone.features(fake))
+        if terms:
+            loss = loss + self._add_aux(terms, logs, "aux/total_G")
         self.opt_G.zero_grad(set_to_none=True)
         # inputs=: gradients for G only, none for D or the frozen backbone.
         loss.backward(inputs=list(self.G.parameters()))
@@ -109,13 +105,16 @@ class Trainer:
         logs["loss/G"] = loss
         return logs
 
-    def _weighted(self, logs: dict[str, Tensor]) -> Tensor:
-        """Σ weight · term over the auxiliary terms in ``logs`` (tags ``aux/<name>``)."""
-        return sum(self.aux[tag[4:]] * v for tag, v in logs.items() if tag[4:] in self.aux)
+    def _add_aux(self, terms: dict[str, Tensor], logs: dict[str, Tensor], total_tag: str) -> Tensor:
+        """Log each term as aux/<name> and their weighted sum as ``total_tag``; return the sum."""
+        total = sum(self.aux[name] * term for name, term in terms.items())
+        logs.update({f"aux/{name}": term for name, term in terms.items()})
+        logs[total_tag] = total
+        return total
 
     def _scores(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
         """D's features (only when an auxiliary term reads them) and raw scores."""
-        if not self.aux.keys() & {"feature_matching", "contrastive"}:
+        if not self.aux.keys() & set(auxiliary.D_FEATURE_TERMS):
             return None, self.D(x)
         features = self.D.features(x)
         return features, self.D.head(features).squeeze(1)
