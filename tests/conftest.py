@@ -88,10 +88,14 @@ def shared_mnist() -> Path:
 def make_cfg() -> Iterator[Callable[..., DictConfig]]:
     """Compose the real config tree with overrides, as `python -m ganlab.train` would."""
 
-    def _compose(*overrides: str) -> DictConfig:
+    def _compose(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
         GlobalHydra.instance().clear()
         with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(
+                config_name="config",
+                overrides=list(overrides),
+                return_hydra_config=return_hydra_config,
+            )
 
     yield _compose
     GlobalHydra.instance().clear()

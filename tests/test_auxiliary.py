@@ -64,15 +64,6 @@ def test_contrastive_is_zero_for_one_real_point_and_far_fakes():
     assert auxiliary.contrastive(real, far, margin=4.0).item() == pytest.approx(1.0)  # (4-3)²
 
 
-class FrozenBackbone(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3, 2)
-
-    def features(self, x):
-        return torch.relu(self.conv(x)).flatten(1)
-
-
 def params(module):
     return [p.detach().clone() for p in module.parameters()]
 
@@ -82,18 +73,20 @@ def same(a, b):
 
 
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
-def test_gradients_reach_only_the_network_being_trained(make_cfg, model):
+def test_gradients_reach_only_the_network_being_trained(make_cfg, model, ganlab_cache):
+    # The real perceptual backbone: ganlab's MNIST classifier, from $GANLAB_CACHE.
     cfg = make_cfg(
         *tiny(model),
         "data=mnist_sample",
         "+aux.feature_matching=1",
+        "+aux.perceptual=1",
         "+aux.contrastive=1",
         "aux_params.contrastive_margin=5",
     )
     torch.manual_seed(0)
     trainer = build_trainer(cfg, torch.device("cpu"))
-    trainer.aux["perceptual"] = 1.0
-    trainer.backbone = FrozenBackbone().eval().requires_grad_(False)
+    assert trainer.backbone is not None and not trainer.backbone.training
+    assert not any(p.requires_grad for p in trainer.backbone.parameters())  # frozen
     G0, D0, B0 = params(trainer.G), params(trainer.D), params(trainer.backbone)
 
     logs = trainer.g_step()

@@ -97,3 +97,19 @@ def test_a_bad_model_argument_is_reported_with_its_key(make_cfg):
     cfg = make_cfg("model=mlp", "+model.generator.width=3")
     with pytest.raises(GanlabError, match="model.generator"):
         build_models(cfg.model)
+
+
+@pytest.mark.parametrize(
+    "experiment, launcher_or_sweeper",
+    [
+        ("slurm", "SlurmLauncher"),
+        ("local_parallel", "JoblibLauncher"),
+        ("optuna_search", "OptunaSweeper"),
+        ("loss_sweep", "BasicSweeper"),
+    ],
+)
+def test_shipped_experiments_compose_with_their_plugins(make_cfg, experiment, launcher_or_sweeper):
+    cfg = make_cfg(f"+experiment={experiment}", return_hydra_config=True)
+    targets = cfg.hydra.launcher._target_ + cfg.hydra.sweeper._target_
+    assert launcher_or_sweeper in targets
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
