@@ -17,7 +17,7 @@ import time
 import torch
 
 from ganlab.metrics.classifier import load_or_train_classifier, to_signed_unit
-from ganlab.metrics.evaluator import Evaluator, real_floor, sample_fn
+from ganlab.metrics.evaluator import Evaluator, real_floor, sample_fn, serve
 from ganlab.metrics.reference import reference_sets
 from ganlab.sample import load_generator
 from ganlab.train import resolve_device
@@ -29,15 +29,8 @@ SHOWN = ("fid", "kid", "mnist_score", "classes_covered", "precision", "recall")
 def noisy(images_u8: torch.Tensor, sigma: float):
     """A ``generate`` serving the images with N(0, σ²) noise, in order."""
     x = to_signed_unit(images_u8)
-    x = (x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
-    position = 0
-
-    def generate(batch: int) -> torch.Tensor:
-        nonlocal position
-        position += batch
-        return x[position - batch : position]
-
-    return generate
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    return serve((x + sigma * noise).clamp(-1, 1))
 
 
 def timed(fn):

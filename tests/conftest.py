@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -99,6 +101,17 @@ def make_cfg() -> Iterator[Callable[..., DictConfig]]:
 
     yield _compose
     GlobalHydra.instance().clear()
+
+
+def train_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m ganlab.train args...` in a subprocess, as a user runs it, to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "ganlab.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def tiny(model: str = "mlp") -> list[str]:

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY
+from tests.conftest import TINY, train_cli
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ganlab.train", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.mark.parametrize(
@@ -40,7 +28,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_bad_input_fails_early_with_one_readable_line(tmp_path, overrides, expected):
     missing = tmp_path / "no-mnist-here"
     overrides = [o.format(missing=missing) for o in overrides]
-    proc = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    proc = train_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     first_line = proc.stderr.strip().splitlines()[0]
@@ -53,7 +41,7 @@ def test_bad_input_fails_early_with_one_readable_line(tmp_path, overrides, expec
 
 def test_multirun_gives_one_run_dir_per_job(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli(
+    proc = train_cli(
         "-m",
         "loss=vanilla,hinge",
         "model=mlp,dcgan",
@@ -87,6 +75,6 @@ def test_multirun_gives_one_run_dir_per_job(tmp_path):
 
 
 def test_info_runs_from_any_directory(tmp_path):
-    proc = run_cli("--info", "config", cwd=tmp_path)
+    proc = train_cli("--info", "config", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "loss:" in proc.stdout and "n_critic" in proc.stdout

@@ -163,20 +163,8 @@ def test_fid_grows_along_a_corruption_ladder(evaluator, clean, kind, levels):
     assert fids[-1] > 10 * fids[0], fids  # the ladder spans far more than the real-real floor
 
 
-def serve_batches(images: torch.Tensor):
-    """A ``generate`` callable handing out images in [-1, 1] in order, as asked."""
-    position = 0
-
-    def generate(batch: int) -> torch.Tensor:
-        nonlocal position
-        position += batch
-        return images[position - batch : position]
-
-    return generate
-
-
 def serve_corrupted(images: torch.Tensor, kind: str = "noise", level: float = 0.4):
-    return serve_batches(corrupt(images, kind, level))
+    return serve(corrupt(images, kind, level))
 
 
 # --- KID ----------------------------------------------------------------------------------------
@@ -277,7 +265,7 @@ def test_a_generator_of_only_ones_covers_one_class(evaluator, test_split):
     """A collapsed G: one real "1" with a little pixel noise, 500 times."""
     one = test_split.images[test_split.labels == 1][:1].float().div(127.5).sub(1)  # [1, 1, 28, 28]
     noise = 0.05 * torch.randn(500, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    fake = evaluator.embed(serve_batches((one + noise).clamp(-1, 1)), 500)
+    fake = evaluator.embed(serve((one + noise).clamp(-1, 1)), 500)
     p_real_one = float((evaluator.real.logits.argmax(1) == 1).double().mean())  # ≈ 0.11
     assert classes_covered(fake.logits) == 1
     assert label_kl(fake.logits, evaluator.real.logits) == pytest.approx(-math.log(p_real_one))

@@ -22,7 +22,7 @@ from ganlab.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
 from ganlab.errors import GanlabError
 from ganlab.results import read_results
 from ganlab.train import train
-from tests.conftest import tiny
+from tests.conftest import tiny, train_cli
 
 # Fast, deterministic CPU runs; long enough that a kill lands mid-training.
 RUN = [
@@ -33,17 +33,6 @@ RUN = [
     "trainer.sample_every=0",
 ]
 STEPS = 3000
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m ganlab.train args...`, run to the end."""
-    return subprocess.run(
-        [sys.executable, "-m", "ganlab.train", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
@@ -133,7 +122,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert saved["step"] == results["steps"] < STEPS
     # ... and the run picks up where it stopped.
-    done = cli(
+    done = train_cli(
         *RUN,
         f"trainer.steps={saved['step'] + 20}",
         f"hydra.run.dir={run_dir}",
@@ -208,7 +197,7 @@ def test_a_malicious_checkpoint_is_refused_without_running_it(tmp_path, writer):
 def test_resume_from_a_malicious_file_on_the_command_line(tmp_path):
     marker, path = tmp_path / "pwned", tmp_path / "evil.pt"
     torch.save({"G": Exploit(marker)}, path)
-    proc = cli(
+    proc = train_cli(
         "model=mlp",
         "data=mnist_sample",
         f"trainer.resume={path}",
@@ -285,7 +274,7 @@ def test_rollback_retries_from_the_last_good_checkpoint_then_gives_up(make_cfg, 
 
 
 def test_a_diverged_single_run_exits_non_zero(tmp_path):
-    proc = cli(
+    proc = train_cli(
         *tiny("mlp"),
         "data=mnist_sample",
         "loss=lsgan",
@@ -324,7 +313,7 @@ def test_hostile_input_gives_one_clear_line(tmp_path, case):
         (tmp_path / "a-file").write_text("not a folder")
         args[1] = f"hydra.run.dir={tmp_path / 'a-file' / 'run'}"
         expected = "error: cannot write the output folder hydra.run.dir="
-    proc = cli(*args, cwd=tmp_path)
+    proc = train_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr

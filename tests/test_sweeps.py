@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import TINY
+from tests.conftest import TINY, train_cli
 
 SWEEP = [
     "loss=vanilla,hinge",
@@ -26,13 +24,7 @@ SWEEP = [
 
 def sweep(tmp_path: Path, *launcher: str) -> list[Path]:
     out = tmp_path / "sweep"
-    proc = subprocess.run(
-        [sys.executable, "-m", "ganlab.train", "-m", *launcher, *SWEEP, f"hydra.sweep.dir={out}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = train_cli("-m", *launcher, *SWEEP, f"hydra.sweep.dir={out}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sorted(p.parent for p in out.glob("*/results.json"))
 

@@ -61,14 +61,15 @@ def compute_metrics(
 
 
 def serve(images: Tensor) -> Generate:
-    """A ``Generate`` that hands out uint8 images [N, 1, 28, 28] in order, in [-1, 1]."""
+    """A ``Generate`` that hands out images [N, 1, 28, 28] in order, in [-1, 1]: uint8
+    images are rescaled, float images are taken to be in [-1, 1] already."""
     position = 0
 
     def generate(batch: int) -> Tensor:
         nonlocal position
         x = images[position : position + batch]
         position += batch
-        return to_signed_unit(x)
+        return to_signed_unit(x) if x.dtype == torch.uint8 else x
 
     return generate
 
