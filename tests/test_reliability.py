@@ -7,18 +7,26 @@ import errno
 import logging
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import ganlab.checkpoint as checkpoint_mod
-from ganlab.checkpoint import CheckpointDir, load_checkpoint, save_checkpoint
+from ganlab.checkpoint import (
+    CheckpointDir,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from ganlab.errors import GanlabError
 from ganlab.results import read_results
 from ganlab.train import train
@@ -317,3 +325,14 @@ def test_hostile_input_gives_one_clear_line(tmp_path, case):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(expected), proc.stderr
+
+
+def test_rng_states_round_trip_through_a_checkpoint(tmp_path):
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    save_checkpoint(tmp_path / "rng.pt", {"rng": rng_state()})
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(2), np.random.seed(2), random.seed(2)
+    set_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0])
+    assert np.array_equal(got[1], expected[1]) and got[2] == expected[2]
