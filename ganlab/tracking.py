@@ -23,6 +23,7 @@ SAMPLES_TAG = "samples"
 class RunLogger:
     def __init__(self, log_dir: Path, purge_step: int | None = None):
         self.log_dir = log_dir
+        self.writer: SummaryWriter | None = None
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self.restart(purge_step)
@@ -31,7 +32,7 @@ class RunLogger:
         """(Re)open the event file. ``purge_step``: after a resume or a rollback, TensorBoard
         drops the events at and past this step that an earlier writer left, so the curves
         have no duplicated steps."""
-        if getattr(self, "writer", None) is not None:
+        if self.writer is not None:
             self.writer.close()
         self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
         self.discard()
@@ -49,9 +50,12 @@ class RunLogger:
         stacked = torch.stack([self._sums[t] / self._counts[t] for t in self._sums])
         return dict(zip(self._sums, stacked.tolist(), strict=True))
 
-    def write(self, step: int) -> dict[str, float]:
-        """Write the means since the last write at ``step``, return them and start afresh."""
-        means = self.means()
+    def write(self, step: int, means: dict[str, float] | None = None) -> dict[str, float]:
+        """Write the means since the last write at ``step``, return them and start afresh.
+
+        ``means``: what ``means()`` returned since the last accumulate, to skip a second sync.
+        """
+        means = self.means() if means is None else means
         for tag, value in means.items():
             self.writer.add_scalar(tag, value, step)
         self.discard()

@@ -159,7 +159,8 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
 
             # Divergence: checked on the interval's means before they are logged or saved.
             if every(step, t.log_every) or every(step, t.ckpt_every) or last:
-                problem = divergence(logger.means(), t.max_abs_score)
+                means = logger.means()  # reads the losses back: the interval's one sync
+                problem = divergence(means, t.max_abs_score)
                 if problem and t.on_divergence.name == "rollback" and rollbacks < t.max_rollbacks:
                     good = ckpts.load_newest_valid(device)
                     if good is not None:
@@ -179,7 +180,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
                         problem = None
                         continue
                 if problem:
-                    final, status = logger.write(step), "diverged"
+                    final, status = logger.write(step, means), "diverged"
                     kept = (
                         f"the last good checkpoint is kept in {ckpts.last}"
                         if ckpts.last.is_file()
@@ -188,7 +189,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
                     log.error("diverged at step %d: %s; %s", step, problem, kept)
                     break
             if every(step, t.log_every) or last:
-                final = logger.write(step)  # reads the losses back: the interval's one sync
+                final = logger.write(step, means)  # a log step always checked divergence
                 now = time.perf_counter()
                 logger.scalar("perf/it_per_s", (step - step_log) / (now - t_log), step)
                 t_log, step_log = now, step
