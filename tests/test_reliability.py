@@ -233,19 +233,25 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
+# Resumed from a sane 20-step run with an absurd lr: D blows up within a few steps.
+DIVERGING = [
+    *tiny("mlp"),
+    "data=mnist_sample",
+    "loss=lsgan",
+    "optimizer.lr=1e4",
+    "trainer.steps=200",
+    "trainer.log_every=1",
+    "trainer.resume=auto",
+]
+
+
 def test_divergence_stops_marks_results_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path):
     short_run(make_cfg, tmp_path, "trainer.steps=20")
     good = (tmp_path / "checkpoints" / "last.pt").read_bytes()
     objective = train(
         make_cfg(
-            *tiny("mlp"),
-            "data=mnist_sample",
-            "loss=lsgan",
-            "optimizer.lr=1e4",
-            "trainer.steps=200",
-            "trainer.log_every=1",
+            *DIVERGING,
             "trainer.ckpt_every=10",
-            "trainer.resume=auto",
         ),
         tmp_path,
     )
@@ -261,14 +267,8 @@ def test_rollback_retries_from_the_last_good_checkpoint_then_gives_up(make_cfg, 
     short_run(make_cfg, tmp_path, "trainer.steps=20")
     train(
         make_cfg(
-            *tiny("mlp"),
-            "data=mnist_sample",
-            "loss=lsgan",
-            "optimizer.lr=1e4",
-            "trainer.steps=200",
-            "trainer.log_every=1",
+            *DIVERGING,
             "trainer.ckpt_every=50",
-            "trainer.resume=auto",
             "trainer.on_divergence=rollback",
             "trainer.max_rollbacks=2",
         ),
