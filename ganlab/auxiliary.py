@@ -8,26 +8,18 @@ Config: ``aux`` maps a term's name to its weight (``+aux.feature_matching=1.0``)
 
 Each function takes features and returns a scalar; which network the gradients reach is
 decided by the caller (real features are computed without grad, the backbone is frozen).
+``TERMS`` is the registry: each term's network, the features it reads and its function, read
+by the config check and by the trainer alike.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from ganlab.errors import GanlabError
-
-log = logging.getLogger(__name__)
-
-G_TERMS = ("feature_matching", "perceptual")  # added to G's objective
-D_TERMS = ("contrastive",)  # added to D's objective
-TERMS = G_TERMS + D_TERMS
-D_FEATURE_TERMS = ("feature_matching", "contrastive")  # read D.features(x)
-BACKBONES = ("mnist_classifier", "vgg19")
+from torch import Tensor
 
 
 def mean_feature_distance(real: Tensor, fake: Tensor) -> Tensor:
@@ -65,43 +57,17 @@ def contrastive(real: Tensor, fake: Tensor, margin: float) -> Tensor:
     return pull + push
 
 
-class VGGFeatures(nn.Module):
-    """VGG19 conv features up to relu3_4, average-pooled to [N, 256], for 28x28 grey digits."""
+@dataclass(frozen=True)
+class AuxTerm:
+    """An auxiliary loss: whose objective it joins and which features it compares."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        from torchvision.models import VGG19_Weights, vgg19
-
-        try:
-            net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
-        except Exception as e:  # offline: URLError, or a half-downloaded file
-            raise GanlabError(
-                "aux_params.perceptual_backbone=vgg19 needs the ImageNet VGG19 weights, which "
-                f"could not be downloaded ({' '.join(str(e).split())[:200]}); use "
-                "aux_params.perceptual_backbone=mnist_classifier (offline)"
-            ) from e
-        self.body = net.features[:18]
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-
-    def features(self, x: Tensor) -> Tensor:
-        x = F.interpolate((x + 1) / 2, size=64, mode="bilinear", align_corners=False)
-        x = (x.expand(-1, 3, -1, -1) - self.mean) / self.std
-        return self.body(x).mean((2, 3))
+    network: str  # "G" or "D": the network that minimises it
+    reads: str  # "D": D's last hidden layer (D.features); "backbone": the frozen backbone
+    fn: Callable[[Tensor, Tensor, float], Tensor]  # (real features, fake features, margin)
 
 
-def load_backbone(name: str, data_root: str | Path, device: torch.device) -> nn.Module:
-    """A frozen network with ``features(x)`` for x in [-1, 1], [N, 1, 28, 28]."""
-    if name == "mnist_classifier":
-        from ganlab.metrics.classifier import load_or_train_classifier
-
-        net, info = load_or_train_classifier(data_root=data_root, device=device)
-        log.info("perceptual backbone: MNIST classifier sha256 %s", info["weights_sha256"][:12])
-    elif name == "vgg19":
-        net = VGGFeatures()
-    else:
-        raise GanlabError(
-            f"invalid value for aux_params.perceptual_backbone: {name!r} "
-            f"(one of {', '.join(BACKBONES)})"
-        )
-    return net.to(device).eval().requires_grad_(False)
+TERMS: dict[str, AuxTerm] = {
+    "feature_matching": AuxTerm("G", "D", lambda r, f, _: feature_matching(r, f)),
+    "perceptual": AuxTerm("G", "backbone", lambda r, f, _: perceptual(r, f)),
+    "contrastive": AuxTerm("D", "D", contrastive),
+}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ganlab.errors import GanlabError
+from ganlab.rundir import CHECKPOINTS_DIR
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,9 @@ class CheckpointDir:
         """Numbered checkpoints, newest first."""
         return sorted(self.path.glob("step_*.pt"), key=_step_of, reverse=True)
 
-    def load_newest_valid(self, map_location: str | torch.device = "cpu"):
+    def load_newest_valid(
+        self, map_location: str | torch.device = "cpu"
+    ) -> tuple[Path, dict[str, Any]] | None:
         """(path, state) of the newest checkpoint that loads, or None when there is none.
 
         Damaged files are reported and skipped; if every file is damaged, that is an error.
@@ -157,7 +160,26 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def find_resume(resume: str | None, out_dir: Path, device: torch.device):
+def locate(
+    path: str | Path,
+    map_location: str | torch.device = "cpu",
+    required: Sequence[str] = RUN_KEYS,
+) -> tuple[Path, dict[str, Any]]:
+    """(file, state) of a checkpoint file, or of a run dir's newest loadable checkpoint."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        found = CheckpointDir(path / CHECKPOINTS_DIR).load_newest_valid(map_location)
+        if found is None:
+            raise GanlabError(
+                f"no checkpoint in {path / CHECKPOINTS_DIR}: give a checkpoint file or a run dir"
+            )
+        return found
+    return path, load_checkpoint(path, map_location, required)
+
+
+def find_resume(
+    resume: str | None, out_dir: Path, device: torch.device
+) -> tuple[Path, dict[str, Any]] | None:
     """(path, state) to resume from, or None to start fresh.
 
     ``auto``: the newest loadable checkpoint of this run dir, if any (damaged ones are
@@ -166,11 +188,5 @@ def find_resume(resume: str | None, out_dir: Path, device: torch.device):
     if resume is None:
         return None
     if resume == "auto":
-        return CheckpointDir(out_dir / "checkpoints").load_newest_valid(device)
-    path = Path(resume).expanduser()
-    if path.is_dir():
-        found = CheckpointDir(path / "checkpoints").load_newest_valid(device)
-        if found is None:
-            raise GanlabError(f"trainer.resume: no checkpoint in {path / 'checkpoints'}")
-        return found
-    return path, load_checkpoint(path, device, RUN_KEYS)
+        return CheckpointDir(out_dir / CHECKPOINTS_DIR).load_newest_valid(device)
+    return locate(resume, device)

@@ -1,22 +1,31 @@
 """Typed schema of the Hydra config, and the checks a type cannot express.
 
 The dataclasses are registered in Hydra's ConfigStore on import, as ``base_config``; the
-YAML tree in ``conf/`` fills them in. Because every node is typed and in struct mode,
+YAML tree in ``conf/`` fills them in. Each default lives once: here, or (where the schema says
+MISSING) in the YAML of its group option; tests/test_config.py checks that no YAML repeats
+a default of the schema. Because every node is typed and in struct mode,
 a misspelt key (``trainer.batchsize=8``) or a wrong type (``trainer.steps=abc``) fails
 before any work, and Hydra names the key. ``validate`` adds the range checks.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
+from ganlab.auxiliary import TERMS
+from ganlab.backbones import BACKBONES
+from ganlab.data import SPLITS
 from ganlab.errors import GanlabError
+from ganlab.losses import LOSSES
 
 
 def config_dir() -> Path:
@@ -29,10 +38,7 @@ def config_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
 
 
-class Split(Enum):
-    train = "train"
-    test = "test"
-    all = "all"
+Split = Enum("Split", {name: name for name in SPLITS})  # the names live in ganlab.data
 
 
 class OnDivergence(Enum):
@@ -42,9 +48,9 @@ class OnDivergence(Enum):
 
 @dataclass
 class ModelConfig:
-    name: str = MISSING
+    name: str = MISSING  # a key of ganlab.models.MODELS
     z_dim: int = 100
-    # `_target_` nodes for hydra.utils.instantiate; their keys are the classes' arguments.
+    # Keyword arguments of the registered classes (channels, hidden), checked when built.
     generator: Any = MISSING
     discriminator: Any = MISSING
 
@@ -59,8 +65,8 @@ class LossConfig:
 
 @dataclass
 class OptimizerConfig:
-    lr: float = 2.0e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    lr: float = MISSING
+    betas: list[float] = MISSING
     # Partial `_target_` nodes: instantiate(node)(params). They read lr/betas above by default.
     generator: Any = MISSING
     discriminator: Any = MISSING
@@ -68,7 +74,7 @@ class OptimizerConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"
+    name: str = MISSING
     root: str = "~/.cache/ganlab/mnist"
     split: Split = Split.train
     download: bool = True
@@ -132,9 +138,12 @@ def _check(ok: bool, key: str, value: Any, rule: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Range checks the schema's types cannot express; raises GanlabError naming the key."""
     # Late imports: they load torch, which composing a config does not need.
-    from ganlab.auxiliary import BACKBONES, TERMS
-    from ganlab.losses import LOSSES
-
+    unknown = _unknown_keys(cfg, Config)
+    if unknown:
+        raise GanlabError(
+            f"unknown config key {unknown[0]} (nothing reads it; check the spelling, or see "
+            "python -m ganlab.train --info config)"
+        )
     t, opt = cfg.trainer, cfg.optimizer
     _check(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, f"one of {', '.join(LOSSES)}")
     for key in ("steps", "batch_size", "n_critic"):
@@ -183,14 +192,29 @@ def validate(cfg: DictConfig) -> None:
     )
 
 
+def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """Keys of ``node`` that its dataclass does not declare (added with a ``+`` override).
+
+    Free-form nodes (``aux``, ``model.generator``) are checked by their own registries.
+    """
+    hints = typing.get_type_hints(schema)
+    unknown = []
+    for key in node:
+        if prefix == "" and key == "hydra":
+            continue
+        if key not in hints:
+            unknown.append(f"{prefix}{key}")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(node[key], DictConfig):
+            unknown += _unknown_keys(node[key], hints[key], f"{prefix}{key}.")
+    return unknown
+
+
 def _check_betas(key: str, betas: Any) -> None:
     ok = len(betas) == 2 and all(0 <= b < 1 for b in betas)
     _check(ok, key, list(betas), "two values in [0, 1)")
 
 
 def _is_device(name: str) -> bool:
-    import torch
-
     try:
         torch.device(name)
     except RuntimeError:

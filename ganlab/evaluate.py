@@ -12,17 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ganlab.build import load_generator
+from ganlab.cli import entry_point
 from ganlab.errors import GanlabError
 from ganlab.metrics import DIRECTIONS
-from ganlab.metrics.classifier import DEFAULT_DATA_ROOT, load_or_train_classifier
-from ganlab.metrics.evaluator import Evaluator, real_floor, sample_fn
-from ganlab.metrics.reference import reference_sets
-from ganlab.sample import device_from, load_generator
+from ganlab.metrics.classifier import DEFAULT_DATA_ROOT
+from ganlab.metrics.session import EvaluationSession
+from ganlab.runtime import resolve_device
+from ganlab.sampling import sample_fn
 
 log = logging.getLogger(__name__)
 
@@ -38,33 +39,27 @@ def evaluate(
 ) -> dict[str, Any]:
     """Metrics of the checkpoint's G (n samples) and the real floor, with their provenance."""
     start = time.perf_counter()
-    torch_device = device_from(device)
+    torch_device = resolve_device(device)
     G, path, state = load_generator(path, torch_device)
     config = state["config"]
     root = data_root or config.get("data", {}).get("root", DEFAULT_DATA_ROOT)
-    reference, floor_set = reference_sets(root, download)
-    classifier, info = load_or_train_classifier(
-        data_root=root, device=torch_device, download=download
-    )
-    evaluator = Evaluator(classifier, reference.images, n, torch_device, seed=seed)
-    metrics = evaluator(sample_fn(G, config["model"]["z_dim"], torch_device, seed))
-    floor_metrics = (
-        real_floor(evaluator, floor_set.images) if floor and floor_set is not None else None
-    )
+    session = EvaluationSession(root, torch_device, n, download=download, floor=floor, seed=seed)
+    metrics = session.metrics(sample_fn(G, config["model"]["z_dim"], torch_device, seed))
+    floor_metrics = session.floor()
     return {
         "checkpoint": str(path),
         "step": state.get("step"),
         "loss": config.get("loss", {}).get("name"),
         "model": config["model"].get("name"),
-        "n_samples": evaluator.n,
+        "n_samples": session.n,
         "seed": seed,
         "data": {
             "root": str(root),
-            "reference": reference.source,
-            "reference_images": len(reference),
-            "floor": floor_set.source if floor_metrics else None,
+            "reference": session.reference.source,
+            "reference_images": len(session.reference),
+            "floor": session.floor_set.source if floor_metrics else None,
         },
-        "classifier": info,
+        "classifier": session.classifier_info,
         "metrics": metrics,
         "floor": floor_metrics,
         "seconds": round(time.perf_counter() - start, 2),
@@ -97,7 +92,7 @@ def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ganlab.evaluate",
         description="Recompute a checkpoint's sample-quality metrics (table, then JSON).",
@@ -114,17 +109,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-floor", dest="floor", action="store_false", help="skip the real-vs-real floor"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.n < 2:
-            raise GanlabError(f"--n must be >= 2, got {args.n}")
-        report = evaluate(
-            args.path, args.n, args.data_root, args.device, args.seed, args.download, args.floor
-        )
-    except GanlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    if args.n < 2:
+        raise GanlabError(f"--n must be >= 2, got {args.n}")
+    report = evaluate(
+        args.path, args.n, args.data_root, args.device, args.seed, args.download, args.floor
+    )
     text = json.dumps(report, indent=2)
     print(format_table(report))
     print(text)

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganlab.errors import GanlabError
+
 
 def _bce_d(r: Tensor, f: Tensor) -> Tensor:
     # D: push real logits up, generated logits down.
@@ -130,10 +132,11 @@ LOSSES: dict[str, GANLoss] = {
 
 
 def get_loss(name: str) -> GANLoss:
+    """The loss registered as ``name``; a GanlabError listing the valid names otherwise."""
     try:
         return LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
+        raise GanlabError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}") from None
 
 
 __all__ = ["GANLoss", "LOSSES", "get_loss"]

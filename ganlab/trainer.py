@@ -1,4 +1,4 @@
-"""One G/D pair, its optimizers and its loss: ``d_step`` and ``g_step``.
+"""One G/D pair, its optimizers and its objective: ``d_step`` and ``g_step``.
 
 The trainer only updates networks; the loop that decides when to log, sample and save lives
 in ``ganlab.train`` so it reads top to bottom. Steps return device tensors, never floats,
@@ -7,15 +7,40 @@ so nothing here waits for the GPU.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ganlab import auxiliary
+from ganlab.auxiliary import TERMS
 from ganlab.data import MNIST
 from ganlab.losses import GANLoss
 from ganlab.penalties import clip_weights_, gradient_penalty
+
+
+@dataclass
+class Objective:
+    """What D and G minimise: the adversarial loss, its Lipschitz constraint, and the
+    auxiliary terms (``ganlab.auxiliary.TERMS``) with a non-zero weight."""
+
+    loss: GANLoss
+    gp_weight: float = 0.0  # λ of the interpolation gradient penalty (0: off)
+    clip: float | None = None  # D weights clipped to [-clip, clip] after each D step
+    aux: dict[str, float] = field(default_factory=dict)  # term name -> weight
+    margin: float = 1.0  # the contrastive term's margin
+    backbone: nn.Module | None = None  # frozen network with features(x), for "backbone" terms
+
+    def __post_init__(self) -> None:
+        self.aux = {name: w for name, w in self.aux.items() if w}
+
+    def terms(self, network: str) -> list[str]:
+        """Active terms of ``network`` ("G" or "D"), in registry order."""
+        return [n for n, t in TERMS.items() if n in self.aux and t.network == network]
+
+    @property
+    def reads_d_features(self) -> bool:
+        return any(TERMS[name].reads == "D" for name in self.aux)
 
 
 class Trainer:
@@ -23,26 +48,16 @@ class Trainer:
         self,
         G: nn.Module,
         D: nn.Module,
-        loss: GANLoss,
         opt_G: torch.optim.Optimizer,
         opt_D: torch.optim.Optimizer,
         data: MNIST,
+        objective: Objective,
         batch_size: int,
         z_dim: int,
-        gp_weight: float = 0.0,
-        clip: float | None = None,
-        aux: dict[str, float] | None = None,
-        margin: float = 1.0,
-        backbone: nn.Module | None = None,
     ):
-        self.G, self.D, self.loss = G, D, loss
-        self.opt_G, self.opt_D = opt_G, opt_D
-        self.data, self.batch_size, self.z_dim = data, batch_size, z_dim
-        self.gp_weight, self.clip = gp_weight, clip
-        # Auxiliary terms with a non-zero weight (ganlab.auxiliary); the frozen backbone
-        # serves the perceptual term.
-        self.aux = {name: w for name, w in (aux or {}).items() if w}
-        self.margin, self.backbone = margin, backbone
+        self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
+        self.data, self.objective = data, objective
+        self.batch_size, self.z_dim = batch_size, z_dim
         self.step = 0  # generator updates done
         self.d_updates = 0
 
@@ -51,52 +66,45 @@ class Trainer:
 
     def d_step(self) -> dict[str, Tensor]:
         """D: push real scores up and generated scores down (by the loss's measure)."""
+        obj = self.objective
         real = self.data.sample(self.batch_size)  # [B, 1, 28, 28], fresh for every D step
         with torch.no_grad():
             fake = self.G(self.noise(self.batch_size))
-        real_features, real_logits = self._scores(real)  # [B, F], [B]
-        fake_features, fake_logits = self._scores(fake)
-        loss = self.loss.d(real_logits, fake_logits)
+        real_features, real_logits = self._score(real)  # [B, F] or None, [B]
+        fake_features, fake_logits = self._score(fake)
+        loss = obj.loss.d(real_logits, fake_logits)
         logs = {"D/real": real_logits.mean(), "D/fake": fake_logits.mean()}
-        if "contrastive" in self.aux:
-            terms = {
-                "contrastive": auxiliary.contrastive(real_features, fake_features, self.margin)
-            }
-            loss = loss + self._add_aux(terms, logs, "aux/total_D")
-        if self.loss.estimates_wasserstein:
+        aux = self._aux("D", (real, real_features), (fake, fake_features), logs)
+        loss = loss if aux is None else loss + aux
+        if obj.loss.estimates_wasserstein:
             logs["wasserstein/estimate"] = real_logits.mean() - fake_logits.mean()
-        if self.gp_weight > 0:
+        if obj.gp_weight > 0:
             gp = gradient_penalty(self.D, real, fake).mean()
-            loss = loss + self.gp_weight * gp
+            loss = loss + obj.gp_weight * gp
             logs["penalty/gp"] = gp
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_D.step()
-        if self.clip is not None:
-            clip_weights_(self.D, self.clip)
+        if obj.clip is not None:
+            clip_weights_(self.D, obj.clip)
         self.d_updates += 1
         logs["loss/D"] = loss
         return logs
 
     def g_step(self) -> dict[str, Tensor]:
         """G: make D score generated images as real (and match features, if asked to)."""
+        obj = self.objective
         fake = self.G(self.noise(self.batch_size))
-        fake_features, fake_logits = self._scores(fake)
-        real = real_logits = None
-        if self.loss.g_uses_real or self.aux.keys() & set(auxiliary.G_TERMS):
+        fake_features, fake_logits = self._score(fake)
+        real = real_features = real_logits = None
+        if obj.loss.g_uses_real or obj.terms("G"):
             real = self.data.sample(self.batch_size)
             with torch.no_grad():  # constants for G: no gradient reaches D through them
-                real_features, real_logits = self._scores(real)
-        loss = self.loss.g(fake_logits, real_logits)
-        logs, terms = {}, {}
-        if "feature_matching" in self.aux:
-            terms["feature_matching"] = auxiliary.feature_matching(real_features, fake_features)
-        if "perceptual" in self.aux:
-            with torch.no_grad():
-                real_embedding = self.backbone.features(real)
-            terms["perceptual"] = auxiliary.perceptual(real_embedding, self.backbone.features(fake))
-        if terms:
-            loss = loss + self._add_aux(terms, logs, "aux/total_G")
+                real_features, real_logits = self._score(real)
+        loss = obj.loss.g(fake_logits, real_logits)
+        logs: dict[str, Tensor] = {}
+        aux = self._aux("G", (real, real_features), (fake, fake_features), logs)
+        loss = loss if aux is None else loss + aux
         self.opt_G.zero_grad(set_to_none=True)
         # inputs=: gradients for G only, none for D or the frozen backbone.
         loss.backward(inputs=list(self.G.parameters()))
@@ -105,19 +113,36 @@ class Trainer:
         logs["loss/G"] = loss
         return logs
 
-    def _add_aux(self, terms: dict[str, Tensor], logs: dict[str, Tensor], total_tag: str) -> Tensor:
-        """Log each term as aux/<name> and their weighted sum as ``total_tag``; return the sum."""
-        total = sum(self.aux[name] * term for name, term in terms.items())
-        logs.update({f"aux/{name}": term for name, term in terms.items()})
-        logs[total_tag] = total
-        return total
-
-    def _scores(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
+    def _score(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
         """D's features (only when an auxiliary term reads them) and raw scores."""
-        if not self.aux.keys() & set(auxiliary.D_FEATURE_TERMS):
-            return None, self.D(x)
-        features = self.D.features(x)
-        return features, self.D.head(features).squeeze(1)
+        if self.objective.reads_d_features:
+            return self.D(x, return_features=True)
+        return None, self.D(x)
+
+    def _aux(
+        self,
+        network: str,
+        real: tuple[Tensor, Tensor | None],
+        fake: tuple[Tensor, Tensor | None],
+        logs: dict[str, Tensor],
+    ) -> Tensor | None:
+        """The weighted sum of ``network``'s auxiliary terms (None when it has none), each
+        logged as aux/<name> and the sum as aux/total_<network>. real/fake: (images, D features)."""
+        obj, terms = self.objective, {}
+        for name in obj.terms(network):
+            if TERMS[name].reads == "D":
+                real_features, fake_features = real[1], fake[1]
+            else:  # the frozen backbone; real features are constants
+                with torch.no_grad():
+                    real_features = obj.backbone.features(real[0])
+                fake_features = obj.backbone.features(fake[0])
+            terms[name] = TERMS[name].fn(real_features, fake_features, obj.margin)
+        if not terms:
+            return None
+        total = sum(obj.aux[name] * term for name, term in terms.items())
+        logs.update({f"aux/{name}": term for name, term in terms.items()})
+        logs[f"aux/total_{network}"] = total
+        return total
 
     @torch.no_grad()
     def generate(self, z: Tensor) -> Tensor:

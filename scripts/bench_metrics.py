@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from ganlab.metrics.classifier import load_or_train_classifier, to_signed_unit
-from ganlab.metrics.evaluator import Evaluator, real_floor, sample_fn, serve
-from ganlab.metrics.reference import reference_sets
-from ganlab.sample import load_generator
-from ganlab.train import resolve_device
+from ganlab.build import load_generator
+from ganlab.metrics.evaluator import serve
+from ganlab.metrics.session import EvaluationSession
+from ganlab.runtime import resolve_device, to_signed_unit
+from ganlab.sampling import sample_fn
 
 NOISE = (0.1, 0.2, 0.4, 0.8)
 SHOWN = ("fid", "kid", "mnist_score", "classes_covered", "precision", "recall")
@@ -53,22 +53,21 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
 
-    classifier, info = load_or_train_classifier(data_root=args.data_root, device=device)
-    reference, floor_set = reference_sets(args.data_root)
-    evaluator, setup_s = timed(lambda: Evaluator(classifier, reference.images, args.n, device))
+    session, setup_s = timed(lambda: EvaluationSession(args.data_root, device, args.n))
+    info, reference = session.classifier_info, session.reference
     rows: dict[str, dict[str, float]] = {}
-    if floor_set is not None:
-        rows[f"real {floor_set.source} (floor)"] = real_floor(evaluator, floor_set.images)
+    if session.floor_set is not None:
+        rows[f"real {session.floor_set.source} (floor)"] = session.floor()
     # The reference images themselves with noise added (σ = 0 would score a perfect 0).
     for sigma in NOISE:
-        rows[f"test + noise σ={sigma}"] = evaluator(noisy(reference.images, sigma))
+        rows[f"test + noise σ={sigma}"] = session.metrics(noisy(reference.images, sigma))
     eval_s = None
     if args.run_dir:
         G, path, state = load_generator(args.run_dir, device)
         z_dim = state["config"]["model"]["z_dim"]
         cfg = state["config"]
         name = f"{cfg['loss']['name']}/{cfg['model']['name']} step {state['step']}"
-        rows[name], eval_s = timed(lambda: evaluator(sample_fn(G, z_dim, device)))
+        rows[name], eval_s = timed(lambda: session.metrics(sample_fn(G, z_dim, device)))
 
     width = max(len(r) for r in rows)
     print(f"{'set':<{width}}  " + "  ".join(f"{k:>15}" for k in SHOWN))
@@ -77,7 +76,7 @@ def main() -> None:
     print(
         f"device {device}; classifier {info['weights_sha256'][:12]}: "
         f"{100 * info['test_accuracy']:.2f}% on {info['test_source']} "
-        f"(trained on {info['train_source']}); n = {evaluator.n}; real embedding "
+        f"(trained on {info['train_source']}); n = {session.n}; classifier and real embedding "
         f"{setup_s:.2f} s" + (f"; one evaluation of a generator {eval_s:.2f} s" if eval_s else "")
     )
     if args.json:
@@ -86,7 +85,7 @@ def main() -> None:
                 {
                     "device": str(device),
                     "classifier": info,
-                    "n": evaluator.n,
+                    "n": session.n,
                     "seconds": {"real_embedding": setup_s, "evaluation": eval_s},
                     "rows": rows,
                 },

@@ -24,8 +24,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from ganlab.build import build_trainer
 from ganlab.config import config_dir
-from ganlab.train import build_trainer, resolve_device
+from ganlab.runtime import resolve_device
 
 
 class PILDataset(Dataset):

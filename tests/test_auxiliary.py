@@ -11,9 +11,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ganlab import auxiliary
+from ganlab.build import build_trainer, load_backbone
 from ganlab.config import validate
 from ganlab.errors import GanlabError
-from ganlab.train import build_trainer
 from tests.conftest import tiny
 
 
@@ -85,22 +85,22 @@ def test_gradients_reach_only_the_network_being_trained(make_cfg, model, ganlab_
     )
     torch.manual_seed(0)
     trainer = build_trainer(cfg, torch.device("cpu"))
-    assert trainer.backbone is not None and not trainer.backbone.training
-    assert not any(p.requires_grad for p in trainer.backbone.parameters())  # frozen
-    G0, D0, B0 = params(trainer.G), params(trainer.D), params(trainer.backbone)
+    assert trainer.objective.backbone is not None and not trainer.objective.backbone.training
+    assert not any(p.requires_grad for p in trainer.objective.backbone.parameters())  # frozen
+    G0, D0, B0 = params(trainer.G), params(trainer.D), params(trainer.objective.backbone)
 
     logs = trainer.g_step()
     assert {"aux/feature_matching", "aux/perceptual", "aux/total_G"} <= logs.keys()
     assert not same(G0, params(trainer.G))
     assert same(D0, params(trainer.D)) and all(p.grad is None for p in trainer.D.parameters())
-    assert same(B0, params(trainer.backbone))
-    assert all(p.grad is None for p in trainer.backbone.parameters())
+    assert same(B0, params(trainer.objective.backbone))
+    assert all(p.grad is None for p in trainer.objective.backbone.parameters())
 
     G1 = params(trainer.G)
     logs = trainer.d_step()
     assert logs["aux/contrastive"] > 0 and "aux/total_D" in logs
     assert same(G1, params(trainer.G)) and not same(D0, params(trainer.D))
-    assert same(B0, params(trainer.backbone))
+    assert same(B0, params(trainer.objective.backbone))
 
 
 def test_unknown_term_and_bad_weights_are_rejected(make_cfg):
@@ -123,7 +123,7 @@ def test_vgg19_without_downloadable_weights_says_what_to_do(monkeypatch, tmp_pat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(GanlabError, match="perceptual_backbone=mnist_classifier"):
-        auxiliary.load_backbone("vgg19", tmp_path, torch.device("cpu"))
+        load_backbone("vgg19", tmp_path, torch.device("cpu"))
 
 
 def test_a_run_with_all_three_terms_logs_each_term_and_the_weighted_totals(

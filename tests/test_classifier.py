@@ -24,10 +24,10 @@ from ganlab.metrics.classifier import (
     load_classifier,
     load_or_train_classifier,
     save_classifier,
-    to_signed_unit,
     train_classifier,
     weights_sha256,
 )
+from ganlab.runtime import to_signed_unit
 from tests.conftest import SHARED_MNIST as SHARED
 from tests.conftest import quick_classifier, sample_subset
 

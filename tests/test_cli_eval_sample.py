@@ -19,6 +19,7 @@ from PIL import Image
 
 from ganlab import evaluate as evaluate_module
 from ganlab import sample as sample_module
+from ganlab.build import load_generator
 from ganlab.config import config_dir
 from ganlab.metrics import METRIC_KEYS
 from ganlab.train import train
@@ -160,7 +161,7 @@ def test_sample_npz_is_seeded_uint8(run_dir, tmp_path, capsys):
     assert np.array_equal(images, np.load(b)["images"])
     assert not np.array_equal(images, np.load(c)["images"])
     # the same images as G(z) for the documented z: seeded CPU normal draws, rounded to uint8
-    G, _, state = sample_module.load_generator(run_dir, torch.device("cpu"))
+    G, _, state = load_generator(run_dir, torch.device("cpu"))
     z = torch.randn(
         12, state["config"]["model"]["z_dim"], generator=torch.Generator().manual_seed(3)
     )

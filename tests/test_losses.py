@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.special import log_expit
 
+from ganlab.errors import GanlabError
 from ganlab.losses import LOSSES, get_loss
 
 
@@ -126,5 +127,5 @@ def test_minimax_generator_saturates_where_vanilla_does_not():
 
 
 def test_unknown_loss_lists_choices():
-    with pytest.raises(ValueError, match="hinge"):
+    with pytest.raises(GanlabError, match="hinge"):
         get_loss("hinje")

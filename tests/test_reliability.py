@@ -28,7 +28,7 @@ from ganlab.checkpoint import (
     set_rng_state,
 )
 from ganlab.errors import GanlabError
-from ganlab.results import read_results
+from ganlab.rundir import read_results
 from ganlab.train import train
 from tests.conftest import tiny, train_cli
 

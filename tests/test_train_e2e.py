@@ -9,9 +9,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from ganlab.build import build_trainer
 from ganlab.data import load_mnist
 from ganlab.losses import LOSSES
-from ganlab.train import build_trainer, train
+from ganlab.train import train
 from tests.conftest import tiny
 
 

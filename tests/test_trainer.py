@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ganlab.build import build_trainer
 from ganlab.checkpoint import load_checkpoint
-from ganlab.results import read_results
-from ganlab.train import build_trainer, train
+from ganlab.rundir import read_results
+from ganlab.train import train
 from tests.conftest import tiny
 
 

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,9 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganlab.checkpoint import load_checkpoint, save_checkpoint
-from ganlab.data import MNIST, find_idx
+from ganlab.cli import entry_point
+from ganlab.data import MNIST, expand_root, find_idx, sample_mnist
 from ganlab.errors import GanlabError
-from ganlab.metrics.reference import expand_root, mnist_sample, official_split
+from ganlab.metrics.reference import official_split
+from ganlab.runtime import resolve_device, to_signed_unit
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +73,6 @@ class MNISTClassifier(nn.Module):
         """(features [N, 128], logits [N, 10]) from one pass."""
         features = self.body(x)
         return features, self.head(features)
-
-
-def to_signed_unit(images: Tensor) -> Tensor:
-    """uint8 images [N, 1, 28, 28] -> float32 in [-1, 1], the range G produces."""
-    return images.float().div(127.5).sub(1.0)
 
 
 def weights_sha256(weights: nn.Module | dict[str, Tensor]) -> str:
@@ -187,7 +183,7 @@ def classifier_data(data_root: str | Path, download: bool = False) -> tuple[MNIS
             data_root,
             REBUILD,
         )
-        train = mnist_sample()
+        train = sample_mnist()
     test = official_split(data_root, "test", download)
     if test is None:
         order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
@@ -308,7 +304,7 @@ def _warn_if_better_data(info: dict, data_root: str | Path) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ganlab.metrics.classifier",
         description="Train (or load) and cache the MNIST classifier behind ganlab's metrics.",
@@ -330,24 +326,23 @@ def main(argv: list[str] | None = None) -> None:
         "--cache-dir", default=None, help="default: $GANLAB_CACHE or ~/.cache/ganlab"
     )
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from ganlab.sample import device_from  # the CLIs' one device check (late: no cycle)
+    return parser
 
-    try:
-        if args.epochs is not None and args.epochs < 1:
-            raise GanlabError(f"--epochs must be >= 1, got {args.epochs}")
-        _, info = load_or_train_classifier(
-            args.cache_dir,
-            args.data_root,
-            device_from(args.device),
-            epochs=args.epochs,
-            download=args.download,
-            force=args.force,
-        )
-    except GanlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+
+@entry_point
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.epochs is not None and args.epochs < 1:
+        raise GanlabError(f"--epochs must be >= 1, got {args.epochs}")
+    _, info = load_or_train_classifier(
+        args.cache_dir,
+        args.data_root,
+        resolve_device(args.device),
+        epochs=args.epochs,
+        download=args.download,
+        force=args.force,
+    )
     print(json.dumps(info, indent=2))
 
 

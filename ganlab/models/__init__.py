@@ -1,29 +1,76 @@
-"""Generator/discriminator pairs. Each D returns raw scores of shape [N] (no sigmoid), and
-exposes ``features(x)`` (its last hidden layer) and ``head`` with ``D(x) = head(features(x))``.
+"""Generator/discriminator pairs, registered by name.
+
+Each D returns raw scores of shape [N] (no sigmoid); ``D(x, return_features=True)`` also
+returns its last hidden layer, what feature matching and the contrastive term compare.
+
+Models are built from ``MODELS`` by name with checked arguments, never from a ``_target_``
+path: a config read from a checkpoint or a run folder cannot choose code to run.
 """
 
 from __future__ import annotations
 
-from hydra.utils import instantiate
-from omegaconf import DictConfig
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ganlab.errors import GanlabError
+from ganlab.models import dcgan, mlp
+
+# name -> (Generator, Discriminator) classes; model.generator / model.discriminator are
+# their keyword arguments (G also gets model.z_dim).
+MODELS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+    "mlp": (mlp.Generator, mlp.Discriminator),
+    "dcgan": (dcgan.Generator, dcgan.Discriminator),
+}
+IGNORED_KEYS = ("_target_",)  # written by ganlab < 0.2 into configs and checkpoints
 
 
-def build_models(model_cfg: DictConfig) -> tuple[nn.Module, nn.Module]:
-    """Instantiate ``model.generator`` and ``model.discriminator`` (``_target_`` nodes)."""
-    nets = []
-    for part in ("generator", "discriminator"):
-        try:
-            nets.append(instantiate(model_cfg[part]))
-        except Exception as e:  # Hydra wraps the constructor's TypeError/ImportError
-            raise GanlabError(f"cannot build model.{part}: {_first_line(e)}") from e
-    return nets[0], nets[1]
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _first_line(e: Exception) -> str:
-    return " ".join(str(e).split())
+def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
+    """``given`` checked against cls's keyword arguments: known names, positive integers
+    (or non-empty lists of them, e.g. MLP widths)."""
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "z_dim")]
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise GanlabError(f"invalid value for {key}: {given!r} (a mapping of {', '.join(allowed)})")
+    kwargs = {}
+    for name, value in given.items():
+        if name in IGNORED_KEYS:
+            continue
+        if name not in allowed:
+            raise GanlabError(f"unknown key {key}.{name}; {key} takes {', '.join(allowed)}")
+        ok = _positive_int(value) or (
+            isinstance(value, list) and value and all(_positive_int(v) for v in value)
+        )
+        if not ok:
+            raise GanlabError(f"invalid value for {key}.{name}: {value!r} (positive integers)")
+        kwargs[name] = value
+    return kwargs
 
 
-__all__ = ["build_models"]
+def build_models(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of the registered ``model.name`` with ``model.generator`` / ``discriminator``."""
+    if isinstance(model_cfg, DictConfig):
+        model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    if not isinstance(model_cfg, Mapping):
+        raise GanlabError(f"invalid model config: {model_cfg!r}")
+    name = model_cfg.get("name")
+    if name not in MODELS:
+        raise GanlabError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    z_dim = model_cfg.get("z_dim")
+    if not isinstance(z_dim, int) or isinstance(z_dim, bool) or z_dim < 1:
+        raise GanlabError(f"invalid value for model.z_dim: {z_dim!r} (an integer >= 1)")
+    G_cls, D_cls = MODELS[name]
+    G = G_cls(z_dim=z_dim, **_arguments(G_cls, "model.generator", model_cfg.get("generator")))
+    D = D_cls(**_arguments(D_cls, "model.discriminator", model_cfg.get("discriminator")))
+    return G, D
+
+
+__all__ = ["MODELS", "build_models"]

@@ -38,5 +38,8 @@ class Discriminator(nn.Module):
         """The last hidden layer [N, hidden[-1]]: what feature matching compares."""
         return self.body(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.body(x)).squeeze(1)
+    def forward(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Raw scores [N]; with ``return_features``, (features, scores) from the same pass."""
+        features = self.body(x)
+        scores = self.head(features).squeeze(1)
+        return (features, scores) if return_features else scores

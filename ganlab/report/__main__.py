@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ganlab.cli import entry_point
 from ganlab.report.render import build_report, format_stat
-from ganlab.report.runs import ReportError
 from ganlab.report.summary import better
 
 
@@ -31,14 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write the report and print where, with each group's primary metric; 2 on a bad sweep."""
+    """Write the report and print where, with each group's primary metric; exit 2 on a bad sweep."""
     args = _parser().parse_args(argv)
-    try:
-        report = build_report(args.sweep_dir, args.out, args.group_by, args.metric)
-    except ReportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    report = build_report(args.sweep_dir, args.out, args.group_by, args.metric)
     out = report.markdown.parent
     drawn = [p.name for p in report.plots.values() if p is not None]
     print(f"wrote {report.markdown}")

@@ -26,7 +26,7 @@ from ganlab.report.summary import (
     resolve_metric,
     summarize,
 )
-from ganlab.results import RESULTS_FILE
+from ganlab.rundir import RESULTS_FILE
 
 
 def format_stat(stat: Stat) -> str:

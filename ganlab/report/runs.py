@@ -7,7 +7,6 @@ produced (results.json has no NaN), an absent key a number that was never comput
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -19,15 +18,11 @@ from typing import Any
 import yaml
 
 from ganlab.errors import GanlabError
-from ganlab.results import RESULTS_FILE
+from ganlab.rundir import RESULTS_FILE, SAMPLES_DIR, TB_DIR, parse_overrides, read_results
 
 # Training-side numbers every run has, and where: outside ``metrics.`` (see metric_key).
 TRAINING_METRICS = ("final.loss_d", "final.loss_g", "throughput.it_per_s")
 FINAL_LOSSES = ("final.loss_d", "final.loss_g")
-
-# What a run writes beside results.json (see ARCHITECTURE.md).
-TB_DIR = "tb"
-SAMPLES_DIR = "samples"
 
 MISSING = "–"  # shown where there is no number, and the group of a run without a value
 UNREADABLE = "unreadable results.json"  # the status given to a results.json that isn't JSON
@@ -60,16 +55,6 @@ class Run:
 # --- finding and reading run folders --------------------------------------------------------
 
 
-def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
-    """``["loss=hinge", "+x=1"]`` → ``{"loss": "hinge", "x": "1"}`` (deletions ``~k`` dropped)."""
-    overrides = {}
-    for line in lines:
-        key, sep, value = str(line).partition("=")
-        if sep and not key.startswith("~"):
-            overrides[key.lstrip("+")] = value
-    return overrides
-
-
 def _read_hydra(run_dir: Path, name: str) -> Any:
     """A YAML file Hydra saved in the run's ``.hydra/`` (None when absent or empty)."""
     path = run_dir / ".hydra" / name
@@ -77,12 +62,9 @@ def _read_hydra(run_dir: Path, name: str) -> Any:
 
 
 def _read_results(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RESULTS_FILE
-    if not path.is_file():
-        return {}
     try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return read_results(run_dir)
+    except GanlabError:
         # A half-written file from a killed run: report it as a failure, don't stop.
         return {"status": UNREADABLE}
 

@@ -1,0 +1,270 @@
+"""One training run around its trainer: folder, logs, grids, evaluations, checkpoints, results.
+
+``ganlab.train.train`` is the loop; each of its sections is one method here, so the loop
+reads top to bottom and each piece of bookkeeping (rollback, divergence, interruption,
+results) has one small home.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from ganlab.build import build_session, build_trainer
+from ganlab.checkpoint import CheckpointDir, find_resume, rng_state, set_rng_state
+from ganlab.divergence import divergence
+from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, update_results
+from ganlab.runtime import resolve_device, seed_everything
+from ganlab.sampling import Generate, sample_fn
+from ganlab.signals import RunInterrupted
+from ganlab.tracking import RunLogger, flat_hparams, run_overrides
+
+log = logging.getLogger(__name__)
+
+N_FIXED = 64  # images in each sample grid (8 x 8)
+
+
+class StopDuringEvaluation(Exception):
+    """A stop signal arrived while an evaluation was drawing samples."""
+
+
+class TrainingRun:
+    """Everything a run holds beside the trainer, and what it does at each loop section."""
+
+    def __init__(self, cfg: DictConfig, out_dir: Path):
+        self.cfg, self.out_dir, t = cfg, out_dir, cfg.trainer
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.trainer = build_trainer(cfg, self.device)
+        # Fixed noise from its own generator: the grids stay comparable across runs and resumes.
+        self.fixed_z = torch.randn(
+            N_FIXED, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed)
+        ).to(self.device)
+        self.ckpts = CheckpointDir(out_dir / CHECKPOINTS_DIR, keep=t.keep_checkpoints)
+        self.session = build_session(cfg, self.device)
+        self.plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        found = find_resume(t.resume, out_dir, self.device)
+        if found is not None:
+            self.restore(found[1])
+            log.info("resumed from %s at step %d", found[0], self.trainer.step)
+        self.logger = RunLogger(
+            out_dir / TB_DIR, purge_step=self.trainer.step + 1 if found else None
+        )
+        self.start_step = self.step_log = self.trainer.step
+        self.status, self.problem, self.rollbacks = "completed", None, 0
+        self.means: dict[str, float] = {}  # the current interval's, read by check()
+        self.final: dict[str, float] = {}  # the last means written
+        self.metrics: dict[str, float] = {}  # of the final evaluation
+        self.elapsed = float("nan")
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.trainer.load_state_dict(state)
+        set_rng_state(state["rng"])
+
+    @contextmanager
+    def progress(self) -> Iterator[None]:
+        """The progress bar (on a terminal) and the loop's wall-clock time."""
+        self.bar = tqdm(
+            total=self.cfg.trainer.steps,
+            initial=self.start_step,
+            disable=None if self.cfg.trainer.progress else True,
+            desc=f"{self.cfg.loss.name}/{self.cfg.model.name}",
+            dynamic_ncols=True,
+        )
+        self.t0 = self.t_log = time.perf_counter()
+        try:
+            with logging_redirect_tqdm():
+                yield
+        finally:
+            self.bar.close()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            self.elapsed = time.perf_counter() - self.t0
+
+    # --- the loop's sections --------------------------------------------------------------
+
+    def iterate(self) -> None:
+        """n_critic D updates, each on a fresh real batch, then one G update."""
+        for _ in range(self.cfg.trainer.n_critic):
+            self.logger.accumulate(self.trainer.d_step())
+        self.logger.accumulate(self.trainer.g_step())
+        self.bar.update(1)
+
+    def check(self) -> str | None:
+        """Why the interval's means show divergence, or None; reads them back (one sync)."""
+        self.means = self.logger.means()
+        self.problem = divergence(self.means, self.cfg.trainer.max_abs_score)
+        return self.problem
+
+    def rollback(self) -> bool:
+        """With ``on_divergence=rollback``: reload the last good checkpoint, draw other noise."""
+        t = self.cfg.trainer
+        if t.on_divergence.name != "rollback" or self.rollbacks >= t.max_rollbacks:
+            return False
+        good = self.ckpts.load_newest_valid(self.device)
+        if good is None:
+            return False
+        step, problem = self.trainer.step, self.problem
+        self.rollbacks += 1
+        self.restore(good[1])
+        torch.manual_seed(self.cfg.seed + 1_000_003 * self.rollbacks)  # other noise
+        self.logger.restart(purge_step=self.trainer.step + 1)
+        self.bar.n = self.step_log = self.trainer.step
+        log.warning(
+            "diverged at step %d (%s); rolled back to step %d (%d/%d)",
+            *(step, problem, self.trainer.step, self.rollbacks, t.max_rollbacks),
+        )
+        self.problem = None
+        return True
+
+    def diverge(self) -> None:
+        """Stop: log the bad interval, keep the last good checkpoint, mark the run."""
+        self.final, self.status = self.logger.write(self.trainer.step, self.means), "diverged"
+        kept = (
+            f"the last good checkpoint is kept in {self.ckpts.last}"
+            if self.ckpts.last.is_file()
+            else "no checkpoint had been written yet"
+        )
+        log.error("diverged at step %d: %s; %s", self.trainer.step, self.problem, kept)
+
+    def log(self, step: int) -> None:
+        """The interval's means (read by check) and the throughput, to TensorBoard and the bar."""
+        self.final = self.logger.write(step, self.means)
+        now = time.perf_counter()
+        self.logger.scalar("perf/it_per_s", (step - self.step_log) / (now - self.t_log), step)
+        self.t_log, self.step_log = now, step
+        loss_d, loss_g = self.final["loss/D"], self.final["loss/G"]
+        self.bar.set_postfix(D=f"{loss_d:.3f}", G=f"{loss_g:.3f}", refresh=False)
+
+    def save_grid(self, step: int) -> None:
+        png = self.out_dir / SAMPLES_DIR / f"step_{step:06d}.png"
+        self.logger.images(self.trainer.generate(self.fixed_z), step, png)
+
+    def evaluate(self, step: int, stop: list[int], final: bool = False) -> dict[str, float]:
+        """Metrics of G at this step to TensorBoard and results.json; raises
+        StopDuringEvaluation when a stop signal arrives while samples are drawn."""
+        n = self.session.n if final else min(self.cfg.metrics.eval_samples, self.session.n)
+        draw = sample_fn(self.trainer.generate, self.cfg.model.z_dim, self.device, self.cfg.seed)
+        metrics = self.session.metrics(_stoppable(draw, stop), n)
+        evaluation = {**self.session.provenance(n), "step": step}
+        floor = self.session.floor(n) if final else None
+        if floor is not None:
+            metrics["fid_floor"], metrics["kid_floor"] = floor["fid"], floor["kid"]
+        for key, value in metrics.items():
+            self.logger.scalar(f"metrics/{key}", value, step)
+        update_results(self.out_dir, {"metrics": metrics, "evaluation": evaluation})
+        return metrics
+
+    def checkpoint(self) -> None:
+        self.logger.flush()  # events up to this step reach the disk before the state that follows
+        state = {**self.trainer.state_dict(), "rng": rng_state(), "config": self.plain_cfg}
+        self.ckpts.save(self.trainer.step, state)
+
+    def interrupt(self) -> None:
+        self.final = self.final or self.logger.write(self.trainer.step, self.means)
+        self.status = "interrupted"
+
+    def final_evaluation(self, stop: list[int]) -> None:
+        """The full evaluation of a completed run (a stop signal during it interrupts it)."""
+        if self.session is None or self.status != "completed":
+            return
+        try:
+            self.metrics = self.evaluate(self.trainer.step, stop, final=True)
+        except StopDuringEvaluation:
+            self.status = "interrupted"
+
+    # --- the end ----------------------------------------------------------------------------
+
+    def finish(self, stop: list[int]) -> float:
+        """results.json, hparams and the summary line; the sweep objective (lower is better)."""
+        results = self.write_results()
+        self.logger.hparams(
+            flat_hparams(self.cfg, run_overrides()),
+            {
+                "hparam/loss_d": self.final.get("loss/D", float("nan")),
+                "hparam/loss_g": self.final.get("loss/G", float("nan")),
+                **{f"hparam/{key}": value for key, value in self.metrics.items()},
+            },
+        )
+        self.logger.close()
+        if stop and self.status == "interrupted":
+            raise RunInterrupted(
+                stop[0],
+                f"{signal.Signals(stop[0]).name} at step {self.trainer.step}: checkpoint saved in "
+                f"{self.ckpts.path}; continue with trainer.resume={self.out_dir}",
+            )
+        log.info("%s", self.summary())
+        if self.status != "completed":
+            return float("nan")
+        objective = self.metrics.get("fid", results["final"]["loss_g"])
+        return float("nan") if objective is None else float(objective)
+
+    @property
+    def it_per_s(self) -> float:
+        steps = self.trainer.step - self.start_step
+        return steps / self.elapsed if self.elapsed > 0 else float("nan")
+
+    def write_results(self) -> dict[str, Any]:
+        cfg, t = self.cfg, self.cfg.trainer
+        return update_results(
+            self.out_dir,
+            {
+                "status": self.status,
+                "loss": cfg.loss.name,
+                "model": cfg.model.name,
+                "seed": cfg.seed,
+                "steps": self.trainer.step,
+                "d_updates": self.trainer.d_updates,
+                "n_critic": t.n_critic,
+                "batch_size": t.batch_size,
+                "device": str(self.device),
+                "data": {"source": self.trainer.data.source, "num_images": len(self.trainer.data)},
+                "throughput": {
+                    "it_per_s": self.it_per_s,
+                    "images_per_s": self.it_per_s * t.batch_size,
+                },
+                "final": {"loss_d": self.final.get("loss/D"), "loss_g": self.final.get("loss/G")},
+                **({"rollbacks": self.rollbacks} if self.rollbacks else {}),
+                **(
+                    {"divergence": {"step": self.trainer.step, "reason": self.problem}}
+                    if self.problem
+                    else {}
+                ),
+            },
+        )
+
+    def summary(self) -> str:
+        """``completed: 3000 steps at 234.7 it/s; final loss D 0.37, G 3.09, fid 1295, ...``"""
+        nan = float("nan")
+        shown = "".join(
+            f", {k} {self.metrics[k]:.4g}" for k in ("fid", "mnist_score") if k in self.metrics
+        )
+        return (
+            f"{self.status}: {self.trainer.step} steps at {self.it_per_s:.1f} it/s; final loss "
+            f"D {self.final.get('loss/D', nan):.4f}, G {self.final.get('loss/G', nan):.4f}"
+            f"{shown}; run dir {self.out_dir}"
+        )
+
+
+def _stoppable(draw: Generate, stop: list[int]) -> Generate:
+    """``draw``, but raising StopDuringEvaluation once a stop signal has arrived."""
+
+    def generate(batch: int) -> torch.Tensor:
+        if stop:
+            raise StopDuringEvaluation
+        return draw(batch)
+
+    return generate
+
+
+__all__ = ["N_FIXED", "TrainingRun"]

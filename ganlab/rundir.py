@@ -1,0 +1,95 @@
+"""The run folder: what a run writes where, its ``results.json``, its command-line overrides.
+
+One home for the layout every other module (the loop, the CLIs, the report) reads::
+
+    <run dir>/.hydra/overrides.yaml   Hydra's record of the command line
+    <run dir>/tb/                     TensorBoard events
+    <run dir>/samples/                PNG grids, step_000500.png ...
+    <run dir>/checkpoints/            last.pt and numbered copies
+    <run dir>/results.json            the run's summary, rewritten atomically
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ganlab.errors import GanlabError
+
+RESULTS_FILE = "results.json"
+TB_DIR = "tb"
+SAMPLES_DIR = "samples"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _finite_or_none(value: Any) -> Any:
+    # JSON has no NaN/Inf; a diverged number is recorded as null (status says why).
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    return value
+
+
+def read_results(run_dir: str | Path) -> dict[str, Any]:
+    """The run's results.json as a dict; {} when there is none.
+
+    A file that is not a JSON object (half-written by a killed process, or edited) is a
+    GanlabError naming it.
+    """
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GanlabError(f"{path}: unreadable ({e})") from None
+    if not isinstance(results, dict):
+        raise GanlabError(f"{path}: expected a JSON object, found {type(results).__name__}")
+    return results
+
+
+def update_results(run_dir: str | Path, patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``patch`` into the run's results.json (created if absent) and return it."""
+    results = _merge(read_results(run_dir), _finite_or_none(patch))
+    write_results(run_dir, results)
+    return results
+
+
+def write_results(run_dir: str | Path, results: dict[str, Any]) -> None:
+    """Replace results.json atomically (temp file, then rename)."""
+    path = Path(run_dir) / RESULTS_FILE
+    tmp = path.with_name(f".{RESULTS_FILE}.tmp")
+    try:
+        tmp.write_text(json.dumps(_finite_or_none(results), indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise GanlabError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
+    """``["loss=hinge", "+x=1"]`` → ``{"loss": "hinge", "x": "1"}``.
+
+    Deletions (``~key``) and Hydra's own keys (``hydra.*``) are dropped: neither names a run.
+    """
+    overrides = {}
+    for line in lines:
+        key, sep, value = str(line).partition("=")
+        key = key.lstrip("+")
+        if sep and not key.startswith(("~", "hydra.", "hydra/")):
+            overrides[key] = value
+    return overrides
