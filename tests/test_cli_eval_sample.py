@@ -25,8 +25,6 @@ from ganlab.metrics import METRIC_KEYS
 from ganlab.train import train
 from tests.conftest import quick_classifier
 
-SHARED = Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
@@ -69,7 +67,7 @@ def run_cli(module: str, *args: str, cache: Path) -> subprocess.CompletedProcess
 # --- evaluate -----------------------------------------------------------------------------------
 
 
-def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypatch):
+def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypatch, mnist_root):
     out = tmp_path / "metrics.json"
     done = run_cli(
         "ganlab.evaluate",
@@ -77,7 +75,7 @@ def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypa
         "--n",
         "300",
         "--data-root",
-        str(SHARED),
+        str(mnist_root),
         "--json",
         str(out),
         "--device",
@@ -106,7 +104,11 @@ def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypa
     # In-process on the checkpoint file: the same numbers (seeded z, seeded real subset).
     monkeypatch.setenv("GANLAB_CACHE", str(cache))
     again = evaluate_module.evaluate(
-        run_dir / "checkpoints" / "last.pt", n=300, data_root=str(SHARED), device="cpu", floor=False
+        run_dir / "checkpoints" / "last.pt",
+        n=300,
+        data_root=str(mnist_root),
+        device="cpu",
+        floor=False,
     )
     assert again["metrics"] == report["metrics"] and again["floor"] is None
 

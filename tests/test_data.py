@@ -14,8 +14,9 @@ import torch
 from omegaconf import OmegaConf
 
 from ganlab.data import MNIST, DataError, find_idx, load_data, load_mnist, load_sample, read_idx
+from tests.conftest import SHARED_MNIST, needs_shared
 
-SHARED = Path(__file__).resolve().parents[2] / "shared/data/mnist"
+SHARED = SHARED_MNIST
 RAW = SHARED / "MNIST" / "raw"
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -40,13 +41,14 @@ def write_split(folder: Path, prefix: str, n: int = 3, gz: bool = True) -> tuple
 
 
 @pytest.fixture(scope="module")
-def test_split() -> MNIST:
-    return load_mnist("mnist", str(SHARED), "test", download=False, strict=True, device="cpu")
+def test_split(mnist_root) -> MNIST:
+    return load_mnist("mnist", str(mnist_root), "test", download=False, strict=True, device="cpu")
 
 
 # --- read_idx ------------------------------------------------------------------------------
 
 
+@needs_shared
 def test_read_idx_real_test_split(tmp_path):
     images = read_idx(RAW / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(RAW / "t10k-labels-idx1-ubyte.gz")
@@ -136,6 +138,7 @@ def test_find_idx_needs_both_files(tmp_path):
 # --- load_mnist ----------------------------------------------------------------------------
 
 
+@needs_shared
 def test_load_mnist_real_test_split(test_split):
     assert test_split.source == "mnist" and len(test_split) == 10000
     assert test_split.images.shape == (10000, 1, 28, 28)

@@ -4,7 +4,6 @@ real MNIST test images through a briefly trained classifier (FID, KID, PRDC, lab
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +23,6 @@ from ganlab.metrics.labels import classes_covered, label_kl, mnist_score
 from ganlab.metrics.manifold import prdc
 from tests.conftest import quick_classifier
 
-SHARED = Path(__file__).resolve().parents[2] / "shared/data/mnist"
-
 
 @pytest.fixture(scope="session")
 def classifier(tmp_path_factory):
@@ -34,8 +31,8 @@ def classifier(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_split():
-    return load_mnist("mnist", str(SHARED), "test", download=False, strict=True, device="cpu")
+def test_split(mnist_root):
+    return load_mnist("mnist", str(mnist_root), "test", download=False, strict=True, device="cpu")
 
 
 @pytest.fixture(scope="module")
