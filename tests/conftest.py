@@ -73,8 +73,10 @@ def quick_classifier(cache: Path) -> tuple[MNISTClassifier, dict]:
             "mnist/test[:2000]",
         )
     else:
-        test_images, test_labels = sample_subset(2, start=1)
-        test_source = "mnist_sample[1::2]"
+        odd_images, odd_labels = sample_subset(2, start=1)  # sorted by label: shuffle first
+        keep = torch.randperm(len(odd_images), generator=torch.Generator().manual_seed(0))[:2000]
+        test_images, test_labels = odd_images[keep], odd_labels[keep]
+        test_source = "mnist_sample[1::2], 2000 shuffled"
     model, info = train_classifier(
         images,
         labels,
