@@ -47,11 +47,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             os.fsync(dir_fd)  # make the rename itself durable
         finally:
             os.close(dir_fd)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
+        # torch.save reports a full disk as RuntimeError("... unexpected pos ..."), not OSError.
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
+        if isinstance(e, RuntimeError) and "unexpected pos" in str(e):
+            reason = f"the disk is full or the write failed ({reason})"
         raise GanlabError(
-            f"cannot write checkpoint {path}: {e.strerror or e}; the previous checkpoint is intact"
+            f"cannot write checkpoint {path}: {reason}; the previous checkpoint is intact"
         ) from e
 
 

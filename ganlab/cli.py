@@ -7,17 +7,24 @@ Every console script is wrapped once by ``entry_point``:
 - a ``RunInterrupted`` (Ctrl-C, SIGTERM: the run saved a checkpoint first) prints
   ``interrupted: ...`` and exits 128 + the signal number, as shells expect;
 - anything else is a bug and keeps its traceback.
+
+In a sweep a job's error must not stop the other jobs: ``record_failure`` marks the job's
+results.json ``failed`` with the reason, and the sweep's end (``ganlab.callbacks``) exits
+non-zero when any job failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from ganlab.errors import GanlabError
+from ganlab.rundir import update_results
 from ganlab.signals import RunInterrupted
 
 P = ParamSpec("P")
@@ -56,3 +63,10 @@ def entry_point(fn: Callable[P, T]) -> Callable[P, T]:
             raise SystemExit(128 + e.signum) from None
 
     return wrapper
+
+
+def record_failure(run_dir: Path, error: BaseException) -> None:
+    """Mark the run's results.json ``failed`` with the reason, when the folder can be written."""
+    reason = " ".join(str(error).split())
+    with contextlib.suppress(GanlabError, OSError):
+        update_results(run_dir, {"status": "failed", "reason": reason})

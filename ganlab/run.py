@@ -11,7 +11,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ganlab.build import build_session, build_trainer
 from ganlab.checkpoint import CheckpointDir, find_resume, rng_state, set_rng_state
+from ganlab.claim import check_identity
+from ganlab.cli import record_failure
 from ganlab.divergence import divergence
-from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, update_results
+from ganlab.errors import GanlabError
+from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, read_results, update_results
 from ganlab.runtime import resolve_device, seed_everything
 from ganlab.sampling import Generate, sample_fn
 from ganlab.signals import RunInterrupted
@@ -55,8 +58,13 @@ class TrainingRun:
         self.plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         found = find_resume(t.resume, out_dir, self.device)
         if found is not None:
+            check_identity(found[1]["config"], self.plain_cfg, found[0])
             self.restore(found[1])
             log.info("resumed from %s at step %d", found[0], self.trainer.step)
+        # A completed run resumed with the same trainer.steps has nothing left to do.
+        previous = read_results(out_dir) if t.resume == "auto" else {}
+        self.done = self.trainer.step >= t.steps and previous.get("status") == "completed"
+        self.previous = previous
         self.logger = RunLogger(
             out_dir / TB_DIR, purge_step=self.trainer.step + 1 if found else None
         )
@@ -68,8 +76,34 @@ class TrainingRun:
         self.elapsed = float("nan")
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.trainer.load_state_dict(state)
-        set_rng_state(state["rng"])
+        try:
+            self.trainer.load_state_dict(state)
+            set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            first = " ".join(str(e).split())[:200]
+            raise GanlabError(f"cannot restore the checkpoint's state ({first})") from None
+
+    def skip(self) -> float:
+        """A completed run asked to resume with no steps left: say so, change nothing."""
+        log.info(
+            "%s already completed %d steps (trainer.steps=%d): nothing to do; raise "
+            "trainer.steps to continue it",
+            *(self.out_dir, self.trainer.step, self.cfg.trainer.steps),
+        )
+        self.logger.close()
+        objective = _lookup(self.previous, "metrics.fid", _lookup(self.previous, "final.loss_g"))
+        return float("nan") if objective is None else float(objective)
+
+    @contextmanager
+    def failures_recorded(self) -> Iterator[None]:
+        """A GanlabError mid-run (a full disk, say) marks results.json failed, then goes on up."""
+        try:
+            yield
+        except GanlabError as e:
+            record_failure(self.out_dir, e)
+            with suppress(Exception):
+                self.logger.close()
+            raise
 
     @contextmanager
     def progress(self) -> Iterator[None]:
@@ -148,7 +182,8 @@ class TrainingRun:
 
     def save_grid(self, step: int) -> None:
         png = self.out_dir / SAMPLES_DIR / f"step_{step:06d}.png"
-        self.logger.images(self.trainer.generate(self.fixed_z), step, png)
+        with _writing(png):
+            self.logger.images(self.trainer.generate(self.fixed_z), step, png)
 
     def evaluate(self, step: int, stop: list[int], final: bool = False) -> dict[str, float]:
         """Metrics of G at this step to TensorBoard and results.json; raises
@@ -166,7 +201,8 @@ class TrainingRun:
         return metrics
 
     def checkpoint(self) -> None:
-        self.logger.flush()  # events up to this step reach the disk before the state that follows
+        with _writing(self.out_dir / TB_DIR):
+            self.logger.flush()  # events up to this step reach the disk before the state
         state = {**self.trainer.state_dict(), "rng": rng_state(), "config": self.plain_cfg}
         self.ckpts.save(self.trainer.step, state)
 
@@ -233,7 +269,12 @@ class TrainingRun:
                     "it_per_s": self.it_per_s,
                     "images_per_s": self.it_per_s * t.batch_size,
                 },
-                "final": {"loss_d": self.final.get("loss/D"), "loss_g": self.final.get("loss/G")},
+                # Nothing logged (e.g. resumed at the last step): keep what results.json says.
+                **(
+                    {"final": {"loss_d": self.final["loss/D"], "loss_g": self.final["loss/G"]}}
+                    if self.final
+                    else {}
+                ),
                 **({"rollbacks": self.rollbacks} if self.rollbacks else {}),
                 **(
                     {"divergence": {"step": self.trainer.step, "reason": self.problem}}
@@ -254,6 +295,24 @@ class TrainingRun:
             f"D {self.final.get('loss/D', nan):.4f}, G {self.final.get('loss/G', nan):.4f}"
             f"{shown}; run dir {self.out_dir}"
         )
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write (a full disk, an unwritable folder) as one line naming the file."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
+        raise GanlabError(f"cannot write {path}: {reason}") from None
+
+
+def _lookup(tree: Any, dotted: str, default: Any = None) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
 
 
 def _stoppable(draw: Generate, stop: list[int]) -> Generate:

@@ -15,7 +15,17 @@ from ganlab.build import load_generator
 from ganlab.cli import entry_point
 from ganlab.errors import GanlabError
 from ganlab.runtime import resolve_device
-from ganlab.sampling import FORMATS, generate, save_samples
+from ganlab.sampling import (
+    FORMATS,
+    MAX_GRID,
+    MAX_SAMPLES,
+    SEED_MAX,
+    check_writable,
+    generate,
+    sample_fn,
+    save_samples,
+    stream_npz,
+)
 
 USAGE = (
     "usage: python -m ganlab.sample <checkpoint.pt | run dir> "
@@ -42,12 +52,28 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
                 raise GanlabError(f"{key}={value!r} is not an integer") from None
         else:
             options[key] = value
+    _check_options(options)
+    return argv[0], options
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    """Ranges and the output file, before a checkpoint is loaded or an image generated."""
     for key in ("n", "nrow"):
         if options[key] < 1:
             raise GanlabError(f"{key}={options[key]} must be >= 1")
-    if Path(options["out"]).suffix not in FORMATS:
+    out = Path(options["out"])
+    if out.suffix not in FORMATS:
         raise GanlabError(f"out={options['out']!r} must end in {' or '.join(FORMATS)}")
-    return argv[0], options
+    if options["n"] > MAX_SAMPLES:
+        raise GanlabError(f"n={options['n']} is too many: at most {MAX_SAMPLES:,} per call")
+    if out.suffix == ".png" and options["n"] > MAX_GRID:
+        raise GanlabError(
+            f"n={options['n']} is too many for one PNG grid (at most {MAX_GRID:,}); "
+            "use out=<file>.npz for more"
+        )
+    if not 0 <= options["seed"] <= SEED_MAX:
+        raise GanlabError(f"seed={options['seed']} must be in 0..{SEED_MAX} (2**63 - 1)")
+    check_writable(out, f"out={options['out']}")
 
 
 @entry_point
@@ -63,9 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(options["device"])
     G, path, state = load_generator(path, device)
     z_dim = state["config"]["model"]["z_dim"]
-    images = generate(G, z_dim, options["n"], options["seed"], device)
     out = Path(options["out"])
-    save_samples(images, out, options["nrow"])
+    if out.suffix == ".npz":  # streamed to disk a batch at a time: flat memory for any n
+        stream_npz(sample_fn(G, z_dim, device, options["seed"]), options["n"], out)
+    else:
+        images = generate(G, z_dim, options["n"], options["seed"], device)
+        save_samples(images, out, options["nrow"])
     print(f"wrote {options['n']} samples from step {state.get('step')} of {path} to {out}")
 
 

@@ -15,8 +15,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ganlab.cli import entry_point
+from ganlab.claim import claim_folder
+from ganlab.cli import entry_point, record_failure, report
 from ganlab.config import config_dir, validate
+from ganlab.errors import GanlabError
 from ganlab.run import TrainingRun
 from ganlab.runtime import every
 from ganlab.signals import stop_requests
@@ -28,51 +30,76 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     """Train one GAN into ``out_dir``; return the sweep objective (lower is better).
 
     The objective is the final FID (the final G loss with ``metrics.enabled=false``); NaN
-    when the run diverged or was interrupted.
+    when the run diverged, failed or was interrupted.
     """
     validate(cfg)
-    run, t = TrainingRun(cfg, Path(out_dir)), cfg.trainer  # built, and resumed if asked to
-    with stop_requests() as stop:  # SIGINT/SIGTERM: finish the step, save, then stop
-        with run.progress():
-            while run.trainer.step < t.steps:
-                # --- one iteration: n_critic D updates, then one G update
-                run.iterate()
-                step, last = run.trainer.step, run.trainer.step == t.steps
-                # --- divergence: the interval's means are checked before anything is saved
-                if every(step, t.log_every) or every(step, t.ckpt_every) or last or stop:
-                    if run.check() and run.rollback():
-                        continue
-                    if run.problem:
-                        run.diverge()
-                        break
-                # --- log scalars, then the fixed-noise grid
-                if every(step, t.log_every) or last:
-                    run.log(step)
-                if every(step, t.sample_every) or last:
-                    run.save_grid(step)
-                # --- periodic evaluation (the final one follows the loop)
-                if run.session and every(step, t.eval_every) and not last:
-                    run.evaluate(step, stop)
-                # --- checkpoint, and stop when asked to
-                if every(step, t.ckpt_every) or last or stop:
-                    run.checkpoint()
-                if stop:
-                    run.interrupt()
+    out_dir, t = Path(out_dir), cfg.trainer
+    with claim_folder(out_dir, t.resume, t.overwrite):  # one process, one run per folder
+        run = TrainingRun(cfg, out_dir)  # built, and resumed if asked to
+        if run.done:
+            return run.skip()
+        # SIGINT/SIGTERM: finish the step, save, then stop; errors mark results.json failed
+        with run.failures_recorded(), stop_requests() as stop:
+            loop(run, stop)
+            run.final_evaluation(stop)
+        return run.finish(stop)
+
+
+def loop(run: TrainingRun, stop: list[int]) -> None:
+    """n_critic D updates and one G update per step, until trainer.steps (or a stop)."""
+    t = run.cfg.trainer
+    with run.progress():
+        while run.trainer.step < t.steps:
+            # --- one iteration: n_critic D updates, then one G update
+            run.iterate()
+            step, last = run.trainer.step, run.trainer.step == t.steps
+            # --- divergence: the interval's means are checked before anything is saved
+            if every(step, t.log_every) or every(step, t.ckpt_every) or last or stop:
+                if run.check() and run.rollback():
+                    continue
+                if run.problem:
+                    run.diverge()
                     break
-        run.final_evaluation(stop)
-    return run.finish(stop)
+            # --- log scalars, then the fixed-noise grid
+            if every(step, t.log_every) or last:
+                run.log(step)
+            if every(step, t.sample_every) or last:
+                run.save_grid(step)
+            # --- periodic evaluation (the final one follows the loop)
+            if run.session and every(step, t.eval_every) and not last:
+                run.evaluate(step, stop)
+            # --- checkpoint, and stop when asked to
+            if every(step, t.ckpt_every) or last or stop:
+                run.checkpoint()
+            if stop:
+                run.interrupt()
+                break
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 @entry_point
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
-    objective = train(cfg, Path(hydra_cfg.runtime.output_dir))
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return sweep_job(cfg, out_dir)
+    objective = train(cfg, out_dir)
     # A diverged single run fails the command; in a sweep the other jobs go on (the report
     # counts it as a failure).
     if math.isnan(objective) and hydra_cfg.mode == RunMode.RUN:
         raise SystemExit(DIVERGED)
     return objective
+
+
+def sweep_job(cfg: DictConfig, out_dir: Path) -> float:
+    """One job of a sweep: its error is reported and recorded, and the other jobs go on
+    (the sweep exits non-zero at its end; ganlab.callbacks)."""
+    try:
+        return train(cfg, out_dir)
+    except GanlabError as e:
+        report("error", e)
+        record_failure(out_dir, e)
+        return float("nan")
 
 
 if __name__ == "__main__":

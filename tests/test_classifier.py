@@ -144,7 +144,7 @@ def test_offline_it_trains_on_the_sample_and_says_so(tmp_path, caplog, mnist_roo
     with caplog.at_level(logging.WARNING):
         train, test = classifier_data(mnist_root)  # the folder has the test split only
     assert (train.source, len(train)) == ("mnist_sample", 5000)
-    assert (test.source, len(test)) == ("mnist/test", 10000 if HAVE_SHARED else 5000)
+    assert (test.source, len(test)) == ("mnist/test", 10000 if HAVE_SHARED else 2500)
 
 
 def test_cli_prints_the_cached_info(quick, tmp_path_factory, capsys, mnist_root):

@@ -39,8 +39,9 @@ def test_split(mnist_root):
 def clean(test_split) -> torch.Tensor:
     """The first 5,000 test images (one writer population: the last 5,000 are messier),
     in the order the evaluator below draws its reference from them."""
-    order = torch.randperm(5000, generator=torch.Generator().manual_seed(0))
-    return test_split.images[:5000][order]
+    n = min(5000, len(test_split))  # a bare clone's stand-in split has 2,500
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return test_split.images[:n][order]
 
 
 @pytest.fixture(scope="module")

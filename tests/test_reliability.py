@@ -246,7 +246,7 @@ DIVERGING = [
 
 
 def test_divergence_stops_marks_results_and_keeps_the_last_good_checkpoint(make_cfg, tmp_path):
-    short_run(make_cfg, tmp_path, "trainer.steps=20")
+    short_run(make_cfg, tmp_path, "trainer.steps=20", "loss=lsgan")
     good = (tmp_path / "checkpoints" / "last.pt").read_bytes()
     objective = train(
         make_cfg(
@@ -264,7 +264,7 @@ def test_divergence_stops_marks_results_and_keeps_the_last_good_checkpoint(make_
 
 
 def test_rollback_retries_from_the_last_good_checkpoint_then_gives_up(make_cfg, tmp_path, caplog):
-    short_run(make_cfg, tmp_path, "trainer.steps=20")
+    short_run(make_cfg, tmp_path, "trainer.steps=20", "loss=lsgan")
     train(
         make_cfg(
             *DIVERGING,

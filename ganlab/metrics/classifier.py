@@ -40,6 +40,9 @@ DEFAULT_DATA_ROOT = "~/.cache/ganlab/mnist"  # the data config's default root
 MIN_STEPS, MIN_EPOCHS = 3000, 4  # default length: 4 epochs of full MNIST, more on small sets
 HOLDOUT = 1000  # images held out for the accuracy when there is no test split
 REBUILD = "python -m ganlab.metrics.classifier --force"
+MIN_ACCURACY = 0.5  # sanity floor: below it the data (or training) is broken, never cached
+# What readers of the cached info rely on (evaluations print and record them).
+INFO_KEYS = ("arch", "weights_sha256", "train_source", "test_source", "test_accuracy")
 
 
 class MNISTClassifier(nn.Module):
@@ -205,10 +208,25 @@ def default_cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock beside ``path``: the jobs of a parallel sweep train it once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as fh:
+def _exclusive(path: Path, read_only: bool) -> Iterator[None]:
+    """Hold an exclusive lock beside ``path``: the jobs of a parallel sweep train it once.
+
+    A cache folder that cannot hold the lock is an error, unless ``read_only`` (only
+    loading a cached file, which is written atomically): then it is read without a lock.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        if read_only and path.is_file():
+            yield
+            return
+        raise GanlabError(
+            f"classifier cache folder {path.parent}: {e.strerror or e} (it must be a writable "
+            "folder: fix it, or set $GANLAB_CACHE / --cache-dir to one), then rebuild the "
+            f"classifier with {REBUILD}"
+        ) from None
+    with fh:
         try:
             import fcntl  # POSIX; elsewhere parallel first uses may each train (same seed)
         except ImportError:
@@ -226,26 +244,74 @@ def save_classifier(path: Path, model: MNISTClassifier, info: dict[str, Any]) ->
     weights = {name: t.cpu() for name, t in model.state_dict().items()}
     if weights_sha256(weights) != info.get("weights_sha256"):
         raise ValueError("info['weights_sha256'] is not the sha256 of these weights")
+    accuracy = info.get("test_accuracy")
+    if not isinstance(accuracy, int | float) or not accuracy >= MIN_ACCURACY:
+        raise GanlabError(
+            f"the metrics classifier reached {_percent(accuracy)} test accuracy on "
+            f"{info.get('test_source')}, below the {MIN_ACCURACY:.0%} sanity floor, so it was "
+            f"not cached at {path}; check the images and labels of the training data "
+            f"({info.get('train_source')}), then rebuild it with {REBUILD}"
+        )
     save_checkpoint(path, {"weights": weights, "info": info})
 
 
+def _percent(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, int | float) else repr(value)
+
+
 def load_classifier(path: Path, device: torch.device | str = "cpu") -> tuple[MNISTClassifier, dict]:
-    """Load a cached classifier, refusing weights whose sha256 is not the recorded one."""
-    state = load_checkpoint(path, required=("weights", "info"))
-    info = state["info"]
-    if info.get("arch") != ARCH:
+    """Load a cached classifier, refusing weights whose sha256 is not the recorded one.
+
+    Every problem with the file (empty, truncated, malformed) is a GanlabError that says
+    how to rebuild it.
+    """
+    state, info = _read_cache(path)
+    if info["arch"] != ARCH:
         raise GanlabError(
             f"{path} holds a classifier of architecture {info.get('arch')!r}, not {ARCH!r}; "
             f"rebuild it with {REBUILD}"
         )
-    if weights_sha256(state["weights"]) != info.get("weights_sha256"):
+    if weights_sha256(state["weights"]) != info["weights_sha256"]:
         raise GanlabError(
             f"{path}: the weights do not match their recorded sha256 (a damaged or edited "
             f"file); rebuild it with {REBUILD}"
         )
     model = MNISTClassifier()
-    model.load_state_dict(state["weights"])
+    try:
+        model.load_state_dict(state["weights"])
+    except RuntimeError as e:  # names or shapes of another network
+        reason = " ".join(str(e).split())[:200]
+        raise GanlabError(f"{path}: weights of another network ({reason}); {_rebuild()}") from None
     return model.to(device).eval().requires_grad_(False), info
+
+
+def _rebuild() -> str:
+    return f"rebuild it with {REBUILD}"
+
+
+def _read_cache(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state, info) of a cache file whose parts have the expected kinds, else GanlabError."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise GanlabError(f"classifier cache {path}: {e.strerror or e}; {_rebuild()}") from None
+    if size == 0:
+        raise GanlabError(f"classifier cache {path} is empty (0 bytes); {_rebuild()}")
+    try:
+        state = load_checkpoint(path, required=("weights", "info"))
+    except GanlabError as e:  # truncated, not a torch file, not ours
+        reason = str(e).rstrip(": ") or "unreadable"
+        raise GanlabError(f"classifier cache: {reason}; {_rebuild()}") from None
+    info, weights = state["info"], state["weights"]
+    if not isinstance(info, dict):
+        kind = type(info).__name__
+        raise GanlabError(f"{path}: its info is a {kind}, not a mapping; {_rebuild()}")
+    missing = [key for key in INFO_KEYS if key not in info]
+    if missing:
+        raise GanlabError(f"{path}: its info lacks {', '.join(missing)}; {_rebuild()}")
+    if not isinstance(weights, dict) or not all(isinstance(t, Tensor) for t in weights.values()):
+        raise GanlabError(f"{path}: its weights are not a mapping of tensors; {_rebuild()}")
+    return state, info
 
 
 def load_or_train_classifier(
@@ -263,7 +329,7 @@ def load_or_train_classifier(
     better data has appeared since: metrics stay comparable until it is rebuilt on purpose.
     """
     path = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / CACHE_FILE
-    with _exclusive(path):
+    with _exclusive(path, read_only=path.is_file() and not force):
         if path.is_file() and not force:
             model, info = load_classifier(path, device)
             _warn_if_better_data(info, data_root)
