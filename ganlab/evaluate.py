@@ -39,6 +39,7 @@ def evaluate(
     seed: int = 0,
     download: bool = False,
     floor: bool = True,
+    generator: str = "auto",
 ) -> dict[str, Any]:
     """Metrics of the checkpoint's G (n samples) and the real floor, with their provenance.
 
@@ -47,7 +48,7 @@ def evaluate(
     """
     start = time.perf_counter()
     torch_device = resolve_device(device)
-    G, path, state = load_generator(path, torch_device)
+    G, path, state = load_generator(path, torch_device, generator)
     config = state["config"]
     root = data_root or config.get("data", {}).get("root", DEFAULT_DATA_ROOT)
     wanted = DEFAULT_SAMPLES if n is None else n
@@ -66,6 +67,7 @@ def evaluate(
         "step": state.get("step"),
         "loss": config.get("loss", {}).get("name"),
         "model": config["model"].get("name"),
+        "generator": state["generator"],
         "n_samples": session.n,
         "seed": seed,
         "data": {
@@ -128,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of z and of the real subset")
     parser.add_argument("--download", action="store_true", help="download missing MNIST files")
     parser.add_argument(
+        "--generator",
+        choices=("auto", "ema", "raw"),
+        default="auto",
+        help="auto: the EMA generator when the run kept one, else G",
+    )
+    parser.add_argument(
         "--no-floor", dest="floor", action="store_false", help="skip the real-vs-real floor"
     )
     return parser
@@ -152,7 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _check_args(args)
     report = evaluate(
-        args.path, args.n, args.data_root, args.device, args.seed, args.download, args.floor
+        args.path,
+        args.n,
+        args.data_root,
+        args.device,
+        args.seed,
+        args.download,
+        args.floor,
+        args.generator,
     )
     text = json.dumps(report, indent=2)
     print(format_table(report))

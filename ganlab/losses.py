@@ -10,7 +10,7 @@ nothing, log(1 − σ(100)) = −100):
 
 Each function takes logits and returns a scalar: no backward, no optimizer, no `.item()`.
 Penalties and weight clipping that belong to a loss live in ``ganlab.penalties`` and are
-switched on by the loss's config (``gp_weight``, ``clip``).
+switched on by the config (``penalty``, ``loss.clip``).
 """
 
 from __future__ import annotations

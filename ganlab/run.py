@@ -73,7 +73,7 @@ class TrainingRun:
         self.means: dict[str, float] = {}  # the current interval's, read by check()
         self.final: dict[str, float] = {}  # the last means written
         self.metrics: dict[str, float] = {}  # of the final evaluation
-        self.elapsed = float("nan")
+        self.elapsed = self.cpu_s = float("nan")
 
     def restore(self, state: dict[str, Any]) -> None:
         try:
@@ -116,6 +116,7 @@ class TrainingRun:
             dynamic_ncols=True,
         )
         self.t0 = self.t_log = time.perf_counter()
+        cpu0 = time.process_time()  # CPU seconds of this process (all its threads)
         try:
             with logging_redirect_tqdm():
                 yield
@@ -124,6 +125,7 @@ class TrainingRun:
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             self.elapsed = time.perf_counter() - self.t0
+            self.cpu_s = time.process_time() - cpu0
 
     # --- the loop's sections --------------------------------------------------------------
 
@@ -191,7 +193,8 @@ class TrainingRun:
         n = self.session.n if final else min(self.cfg.metrics.eval_samples, self.session.n)
         draw = sample_fn(self.trainer.generate, self.cfg.model.z_dim, self.device, self.cfg.seed)
         metrics = self.session.metrics(_stoppable(draw, stop), n)
-        evaluation = {**self.session.provenance(n), "step": step}
+        generator = self.trainer.generator_name
+        evaluation = {**self.session.provenance(n), "step": step, "generator": generator}
         floor = self.session.floor(n) if final else None
         if floor is not None:
             metrics["fid_floor"], metrics["kid_floor"] = floor["fid"], floor["kid"]
@@ -199,6 +202,16 @@ class TrainingRun:
             self.logger.scalar(f"metrics/{key}", value, step)
         update_results(self.out_dir, {"metrics": metrics, "evaluation": evaluation})
         return metrics
+
+    def evaluate_raw(self, stop: list[int]) -> None:
+        """With an EMA generator, the raw G's metrics too (results.json ``metrics_raw``), so the
+        difference the average makes is in plain sight."""
+        z_dim, seed = self.cfg.model.z_dim, self.cfg.seed
+        draw = sample_fn(self.trainer.generate_raw, z_dim, self.device, seed)
+        metrics = self.session.metrics(_stoppable(draw, stop), self.session.n)
+        for key, value in metrics.items():
+            self.logger.scalar(f"metrics_raw/{key}", value, self.trainer.step)
+        update_results(self.out_dir, {"metrics_raw": metrics})
 
     def checkpoint(self) -> None:
         with _writing(self.out_dir / TB_DIR):
@@ -216,6 +229,8 @@ class TrainingRun:
             return
         try:
             self.metrics = self.evaluate(self.trainer.step, stop, final=True)
+            if self.trainer.ema is not None:
+                self.evaluate_raw(stop)
         except StopDuringEvaluation:
             self.status = "interrupted"
 
@@ -268,6 +283,8 @@ class TrainingRun:
                 "throughput": {
                     "it_per_s": self.it_per_s,
                     "images_per_s": self.it_per_s * t.batch_size,
+                    # the loop's CPU seconds per G step (periodic evaluations included)
+                    "cpu_s_per_it": self.cpu_s / max(1, self.trainer.step - self.start_step),
                 },
                 # Nothing logged (e.g. resumed at the last step): keep what results.json says.
                 **(

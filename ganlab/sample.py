@@ -1,5 +1,6 @@
 """``python -m ganlab.sample <checkpoint | run dir> [n=64] [out=grid.png] [seed=0] [nrow=8]
-[device=auto]``: images from a trained generator, as a PNG grid or an ``.npz`` of uint8.
+[device=auto] [generator=auto]``: images from a trained generator, as a PNG grid or an
+``.npz`` of uint8. ``generator=auto`` uses the EMA generator when the run kept one.
 
 Arguments after the path are ``key=value``, like the training overrides. The same seed gives
 the same images on any device (z is drawn on the CPU).
@@ -29,9 +30,16 @@ from ganlab.sampling import (
 
 USAGE = (
     "usage: python -m ganlab.sample <checkpoint.pt | run dir> "
-    "[n=64] [out=grid.png] [seed=0] [nrow=8] [device=auto]"
+    "[n=64] [out=grid.png] [seed=0] [nrow=8] [device=auto] [generator=auto|ema|raw]"
 )
-DEFAULTS: dict[str, Any] = {"n": 64, "out": "grid.png", "seed": 0, "nrow": 8, "device": "auto"}
+DEFAULTS: dict[str, Any] = {
+    "n": 64,
+    "out": "grid.png",
+    "seed": 0,
+    "nrow": 8,
+    "device": "auto",
+    "generator": "auto",
+}
 
 
 def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     path, options = parse_args(argv)
     device = resolve_device(options["device"])
-    G, path, state = load_generator(path, device)
+    G, path, state = load_generator(path, device, options["generator"])
     z_dim = state["config"]["model"]["z_dim"]
     out = Path(options["out"])
     if out.suffix == ".npz":  # streamed to disk a batch at a time: flat memory for any n
@@ -95,7 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     else:
         images = generate(G, z_dim, options["n"], options["seed"], device)
         save_samples(images, out, options["nrow"])
-    print(f"wrote {options['n']} samples from step {state.get('step')} of {path} to {out}")
+    print(
+        f"wrote {options['n']} samples from step {state.get('step')} of {path} "
+        f"({state['generator']} generator) to {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def check_writable(path: Path, name: str) -> None:
     except PermissionError:  # a folder on the way cannot even be looked into
         raise GanlabError(f"{name}: cannot write {path} (permission denied)") from None
     if not existing.is_dir():
-        raise GanlabError(f"{name}: cannot create {path.parent}, because {existing} is a file")
+        raise GanlabError(f"{name}: {existing} is a file, not a folder; choose another path")
     if not os.access(existing, os.W_OK | os.X_OK) or (
         path.exists() and not os.access(path, os.W_OK)
     ):

@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from ganlab.auxiliary import TERMS
 from ganlab.data import MNIST
+from ganlab.ema import EMA
 from ganlab.losses import GANLoss
-from ganlab.penalties import clip_weights_, gradient_penalty
+from ganlab.penalties import PENALTIES, clip_weights_
 
 
 @dataclass
@@ -25,7 +26,9 @@ class Objective:
     auxiliary terms (``ganlab.auxiliary.TERMS``) with a non-zero weight."""
 
     loss: GANLoss
-    gp_weight: float = 0.0  # λ of the interpolation gradient penalty (0: off)
+    penalty: str = "none"  # a key of ganlab.penalties.PENALTIES
+    penalty_weight: float = 0.0  # D adds penalty.scale · weight · mean(penalty)
+    penalty_every: int = 1  # lazy regularisation: every k-th D step, with weight · k
     clip: float | None = None  # D weights clipped to [-clip, clip] after each D step
     aux: dict[str, float] = field(default_factory=dict)  # term name -> weight
     margin: float = 1.0  # the contrastive term's margin
@@ -54,9 +57,10 @@ class Trainer:
         objective: Objective,
         batch_size: int,
         z_dim: int,
+        ema: EMA | None = None,
     ):
         self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
-        self.data, self.objective = data, objective
+        self.data, self.objective, self.ema = data, objective, ema
         self.batch_size, self.z_dim = batch_size, z_dim
         self.step = 0  # generator updates done
         self.d_updates = 0
@@ -78,10 +82,11 @@ class Trainer:
         loss = loss if aux is None else loss + aux
         if obj.loss.estimates_wasserstein:
             logs["wasserstein/estimate"] = real_logits.mean() - fake_logits.mean()
-        if obj.gp_weight > 0:
-            gp = gradient_penalty(self.D, real, fake).mean()
-            loss = loss + obj.gp_weight * gp
-            logs["penalty/gp"] = gp
+        penalty, due = PENALTIES[obj.penalty], self.d_updates % obj.penalty_every == 0
+        if penalty is not None and obj.penalty_weight > 0 and due:
+            value = penalty.fn(self.D, real, fake).mean()
+            loss = loss + penalty.scale * obj.penalty_weight * obj.penalty_every * value
+            logs[f"penalty/{obj.penalty}"] = value
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_D.step()
@@ -109,6 +114,8 @@ class Trainer:
         # inputs=: gradients for G only, none for D or the frozen backbone.
         loss.backward(inputs=list(self.G.parameters()))
         self.opt_G.step()
+        if self.ema is not None:
+            self.ema.update(self.G)
         self.step += 1
         logs["loss/G"] = loss
         return logs
@@ -144,14 +151,25 @@ class Trainer:
         logs[f"aux/total_{network}"] = total
         return total
 
+    @property
+    def generator_name(self) -> str:
+        """Which generator ``generate`` uses: "ema" (when on) or "raw"."""
+        return "raw" if self.ema is None else "ema"
+
     @torch.no_grad()
-    def generate(self, z: Tensor) -> Tensor:
-        """Images for z with G in eval mode (BatchNorm running statistics)."""
+    def generate(self, z: Tensor, raw: bool = False) -> Tensor:
+        """Images for z from the EMA generator when there is one (unless ``raw``), else from
+        G in eval mode (BatchNorm running statistics)."""
+        if self.ema is not None and not raw:
+            return self.ema.generator()(z)
         self.G.eval()
         try:
             return self.G(z)
         finally:
             self.G.train()
+
+    def generate_raw(self, z: Tensor) -> Tensor:
+        return self.generate(z, raw=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +179,7 @@ class Trainer:
             "opt_D": self.opt_D.state_dict(),
             "step": self.step,
             "d_updates": self.d_updates,
+            **({"G_ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -169,6 +188,11 @@ class Trainer:
         _load_optimizer(self.opt_G, state["opt_G"])
         _load_optimizer(self.opt_D, state["opt_D"])
         self.step, self.d_updates = state["step"], state["d_updates"]
+        if self.ema is not None:
+            if "G_ema" in state:
+                self.ema.load_state_dict(state["G_ema"])
+            else:  # a checkpoint of a run without EMA: the average starts from its G
+                self.ema.G.load_state_dict(state["G"])
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

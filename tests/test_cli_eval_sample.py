@@ -125,7 +125,7 @@ def test_sample_takes_a_sweep_run_dir_whose_name_has_equals_signs(run_dir, tmp_p
     ("args", "message"),
     [
         (["{missing}"], "checkpoint not found"),
-        (["{run}", "--n", "1"], "--n must be >= 2"),
+        (["{run}", "--n", "1"], "--n must be >= 100"),  # k-NN metrics and KID need them
         (["{run}", "--device", "nonsense"], "not a torch device"),
         (["{empty}"], "no checkpoint in"),
     ],

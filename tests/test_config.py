@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
 
+from ganlab.build import optimizer
 from ganlab.config import config_dir, validate
 from ganlab.errors import GanlabError
 from ganlab.losses import LOSSES
@@ -20,7 +20,7 @@ def options(group: str) -> list[str]:
 def test_groups_hold_the_contracted_options():
     assert options("model") == ["dcgan", "mlp"]
     assert options("loss") == sorted(LOSSES)
-    assert options("optimizer") == ["adam"]
+    assert options("optimizer") == ["adam", "rmsprop"]
     assert options("data") == ["mnist", "mnist_sample"]
 
 
@@ -28,8 +28,13 @@ def test_defaults_match_the_contract(make_cfg):
     cfg = make_cfg()
     assert (cfg.model.name, cfg.loss.name, cfg.data.name) == ("dcgan", "vanilla", "mnist")
     assert cfg.trainer.batch_size == 64 and cfg.device == "auto"
-    assert cfg.optimizer.generator.lr == cfg.optimizer.discriminator.lr == 2e-4
-    assert list(cfg.optimizer.discriminator.betas) == [0.5, 0.999]
+    assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas)) == (
+        "adam",
+        2e-4,
+        [0.5, 0.999],
+    )
+    assert cfg.optimizer.generator.lr is None and cfg.optimizer.discriminator.lr is None
+    assert (cfg.penalty.name, cfg.trainer.ema, cfg.model.init) == ("none", 0.0, "default")
 
 
 @pytest.mark.parametrize("loss", sorted(LOSSES))
@@ -58,8 +63,8 @@ def test_models_instantiate_and_d_returns_raw_scores(make_cfg, model):
 def test_one_lr_sets_both_optimizers_and_each_can_differ(make_cfg):
     cfg = make_cfg("optimizer.lr=1e-3", "optimizer.discriminator.lr=4e-4")
     G, D = build_models(cfg.model)
-    opt_G = instantiate(cfg.optimizer.generator)(G.parameters())
-    opt_D = instantiate(cfg.optimizer.discriminator)(D.parameters())
+    opt_G = optimizer(cfg.optimizer, "generator", G)
+    opt_D = optimizer(cfg.optimizer, "discriminator", D)
     assert isinstance(opt_G, torch.optim.Adam)
     assert opt_G.param_groups[0]["lr"] == 1e-3 and opt_D.param_groups[0]["lr"] == 4e-4
     assert opt_G.param_groups[0]["betas"] == (0.5, 0.999)
@@ -74,7 +79,7 @@ def test_one_lr_sets_both_optimizers_and_each_can_differ(make_cfg):
         ("optimizer.lr=-1e-4", "optimizer.lr"),
         ("optimizer.discriminator.lr=0", "optimizer.discriminator.lr"),
         ("optimizer.betas=[0.5,1.5]", "optimizer.betas"),
-        ("loss.gp_weight=-1", "loss.gp_weight"),
+        ("penalty.weight=-1", "penalty.weight"),
         ("trainer.log_every=-1", "trainer.log_every"),
         ("device=gpu0", "device"),
     ],

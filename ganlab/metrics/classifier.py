@@ -214,18 +214,21 @@ def _exclusive(path: Path, read_only: bool) -> Iterator[None]:
     A cache folder that cannot hold the lock is an error, unless ``read_only`` (only
     loading a cached file, which is written atomically): then it is read without a lock.
     """
+    fh, problem = None, ""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path.with_name(path.name + ".lock"), "w")  # noqa: SIM115 (closed below)
+        fh = open(path.with_name(path.name + ".lock"), "w")
     except OSError as e:
-        if read_only and path.is_file():
-            yield
-            return
-        raise GanlabError(
-            f"classifier cache folder {path.parent}: {e.strerror or e} (it must be a writable "
-            "folder: fix it, or set $GANLAB_CACHE / --cache-dir to one), then rebuild the "
-            f"classifier with {REBUILD}"
-        ) from None
+        problem = _folder_problem(path.parent, e)
+    if fh is None:
+        if not (read_only and path.is_file()):
+            raise GanlabError(
+                f"classifier cache folder {path.parent}: {problem} (it must be a writable "
+                "folder: fix it, or set $GANLAB_CACHE / --cache-dir to one), then rebuild the "
+                f"classifier with {REBUILD}"
+            )
+        yield
+        return
     with fh:
         try:
             import fcntl  # POSIX; elsewhere parallel first uses may each train (same seed)
@@ -237,6 +240,18 @@ def _exclusive(path: Path, read_only: bool) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _folder_problem(folder: Path, error: OSError) -> str:
+    """What is wrong with ``folder``: a file where a folder should be, or the OS's reason."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            return f"{part} is a file, not a folder" if not part.is_dir() else _reason(error)
+    return _reason(error)
+
+
+def _reason(error: OSError) -> str:
+    return str(error.strerror or error)
 
 
 def save_classifier(path: Path, model: MNISTClassifier, info: dict[str, Any]) -> None:
@@ -298,10 +313,15 @@ def _read_cache(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if size == 0:
         raise GanlabError(f"classifier cache {path} is empty (0 bytes); {_rebuild()}")
     try:
-        state = load_checkpoint(path, required=("weights", "info"))
+        state = load_checkpoint(path)
     except GanlabError as e:  # truncated, not a torch file, not ours
-        reason = str(e).rstrip(": ") or "unreadable"
-        raise GanlabError(f"classifier cache: {reason}; {_rebuild()}") from None
+        detail = str(e).removeprefix(f"cannot load checkpoint {path}").strip(": ")
+        why = f" ({detail})" if detail else ""
+        raise GanlabError(
+            f"classifier cache {path} is damaged or truncated{why}; {_rebuild()}"
+        ) from None
+    if not isinstance(state, dict) or not {"weights", "info"} <= state.keys():
+        raise GanlabError(f"{path} is not a classifier cache (no weights and info); {_rebuild()}")
     info, weights = state["info"], state["weights"]
     if not isinstance(info, dict):
         kind = type(info).__name__
@@ -309,6 +329,12 @@ def _read_cache(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     missing = [key for key in INFO_KEYS if key not in info]
     if missing:
         raise GanlabError(f"{path}: its info lacks {', '.join(missing)}; {_rebuild()}")
+    accuracy, sha = info["test_accuracy"], info["weights_sha256"]
+    if not isinstance(accuracy, int | float) or not isinstance(sha, str):
+        raise GanlabError(
+            f"{path}: its info holds test_accuracy={accuracy!r} and weights_sha256={sha!r} "
+            f"(expected a number and a hex string); {_rebuild()}"
+        )
     if not isinstance(weights, dict) or not all(isinstance(t, Tensor) for t in weights.values()):
         raise GanlabError(f"{path}: its weights are not a mapping of tensors; {_rebuild()}")
     return state, info

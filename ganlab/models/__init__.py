@@ -1,7 +1,8 @@
 """Generator/discriminator pairs, registered by name.
 
-Each D returns raw scores of shape [N] (no sigmoid); ``D(x, return_features=True)`` also
-returns its last hidden layer, what feature matching and the contrastive term compare.
+Each D returns raw scores of shape [N] (no sigmoid) and takes ``spectral_norm``;
+``D(x, return_features=True)`` also returns its last hidden layer, what feature matching and
+the contrastive term compare. ``model.init=dcgan`` applies Radford et al.'s initialisation.
 
 Models are built from ``MODELS`` by name with checked arguments, never from a ``_target_``
 path: a config read from a checkpoint or a run folder cannot choose code to run.
@@ -18,6 +19,7 @@ from torch import nn
 
 from ganlab.errors import GanlabError
 from ganlab.models import dcgan, mlp
+from ganlab.models.layers import INITS, dcgan_init_
 
 # name -> (Generator, Discriminator) classes; model.generator / model.discriminator are
 # their keyword arguments (G also gets model.z_dim).
@@ -35,7 +37,8 @@ def _positive_int(value: Any) -> bool:
 def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
     """``given`` checked against cls's keyword arguments: known names, positive integers
     (or non-empty lists of them, e.g. MLP widths)."""
-    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "z_dim")]
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "z_dim")]
     if given is None:
         return {}
     if not isinstance(given, Mapping):
@@ -46,10 +49,13 @@ def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
             continue
         if name not in allowed:
             raise GanlabError(f"unknown key {key}.{name}; {key} takes {', '.join(allowed)}")
-        ok = _positive_int(value) or (
-            isinstance(value, list) and value and all(_positive_int(v) for v in value)
-        )
-        if not ok:
+        if isinstance(params[name].default, bool):  # a switch, e.g. spectral_norm
+            if not isinstance(value, bool):
+                raise GanlabError(f"invalid value for {key}.{name}: {value!r} (true or false)")
+        elif not (
+            _positive_int(value)
+            or (isinstance(value, list) and value and all(_positive_int(v) for v in value))
+        ):
             raise GanlabError(f"invalid value for {key}.{name}: {value!r} (positive integers)")
         kwargs[name] = value
     return kwargs
@@ -68,8 +74,14 @@ def build_models(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
     if not isinstance(z_dim, int) or isinstance(z_dim, bool) or z_dim < 1:
         raise GanlabError(f"invalid value for model.z_dim: {z_dim!r} (an integer >= 1)")
     G_cls, D_cls = MODELS[name]
+    init = model_cfg.get("init", "default")
+    if init not in INITS:
+        raise GanlabError(f"invalid value for model.init: {init!r} (one of {', '.join(INITS)})")
     G = G_cls(z_dim=z_dim, **_arguments(G_cls, "model.generator", model_cfg.get("generator")))
     D = D_cls(**_arguments(D_cls, "model.discriminator", model_cfg.get("discriminator")))
+    if init == "dcgan":
+        dcgan_init_(G)
+        dcgan_init_(D)
     return G, D
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ganlab.models.layers import spectralize
+
 
 class Generator(nn.Module):
     """z [N, z_dim] -> [N, 2c, 7, 7] -> [N, c, 14, 14] -> [N, 1, 28, 28] in [-1, 1]."""
@@ -34,7 +36,7 @@ class Discriminator(nn.Module):
     gradient penalty and lets D tell real from fake batches by their statistics.
     """
 
-    def __init__(self, channels: int = 64):
+    def __init__(self, channels: int = 64, spectral_norm: bool = False):
         super().__init__()
         c = channels
         self.body = nn.Sequential(
@@ -45,6 +47,8 @@ class Discriminator(nn.Module):
             nn.Flatten(),  # [N, 2c * 49]
         )
         self.head = nn.Linear(2 * c * 7 * 7, 1)
+        if spectral_norm:  # D only: a Lipschitz bound for the critic
+            spectralize(self)
 
     def features(self, x: Tensor) -> Tensor:
         """The flattened last conv layer [N, 2c*49]: what feature matching compares."""

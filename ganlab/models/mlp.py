@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ganlab.models.layers import spectralize
+
 
 def _stack(sizes: Sequence[int]) -> list[nn.Module]:
     layers: list[nn.Module] = []
@@ -29,10 +31,12 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """images [N, 1, 28, 28] -> 784 -> hidden... (``features``) -> raw score [N]."""
 
-    def __init__(self, hidden: Sequence[int] = (256, 128)):
+    def __init__(self, hidden: Sequence[int] = (256, 128), spectral_norm: bool = False):
         super().__init__()
         self.body = nn.Sequential(nn.Flatten(), *_stack([784, *hidden]))
         self.head = nn.Linear(hidden[-1], 1)
+        if spectral_norm:  # D only: a Lipschitz bound for the critic
+            spectralize(self)
 
     def features(self, x: Tensor) -> Tensor:
         """The last hidden layer [N, hidden[-1]]: what feature matching compares."""

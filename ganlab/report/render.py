@@ -16,7 +16,14 @@ from typing import Any
 from urllib.parse import quote
 
 from ganlab.report.plots import draw_plots
-from ganlab.report.runs import FINAL_LOSSES, MISSING, ReportError, collect_runs, metric_value
+from ganlab.report.runs import (
+    FINAL_LOSSES,
+    MISSING,
+    ReportError,
+    check_group_by,
+    collect_runs,
+    metric_value,
+)
 from ganlab.report.summary import (
     GroupRow,
     Stat,
@@ -196,20 +203,38 @@ def build_report(
     runs = collect_runs(sweep_dir)
     if not runs:
         raise ReportError(f"no runs under {sweep_dir} (no folder holds {RESULTS_FILE} or .hydra)")
-    out = Path(out_dir) if out_dir is not None else sweep_dir
-    out.mkdir(parents=True, exist_ok=True)
+    check_group_by(runs, group_by)
     metrics = find_metrics(runs)
     primary = resolve_metric(metric, metrics)
+    out = _out_dir(Path(out_dir) if out_dir is not None else sweep_dir)
     rows = summarize(runs, group_by, primary, metrics)
-
-    plots = draw_plots(rows, primary, group_by, out)
-    ordered = [primary, *(m for m in metrics if m != primary)]
-    csv_path = write_csv(out / "report.csv", rows, ordered, group_by)
-    md_path = out / "report.md"
-    md_path.write_text(
-        render_markdown(sweep_dir, out, rows, ordered, primary, group_by, plots), encoding="utf-8"
-    )
+    try:
+        plots = draw_plots(rows, primary, group_by, out)
+        ordered = [primary, *(m for m in metrics if m != primary)]
+        csv_path = write_csv(out / "report.csv", rows, ordered, group_by)
+        md_path = out / "report.md"
+        text = render_markdown(sweep_dir, out, rows, ordered, primary, group_by, plots)
+        md_path.write_text(text, encoding="utf-8")
+    except OSError as e:  # checked above, but a disk can fill up
+        raise ReportError(f"cannot write the report into {out}: {e.strerror or e}") from None
     return Report(md_path, csv_path, plots, rows, primary)
+
+
+def _out_dir(out: Path) -> Path:
+    """``out``, created if need be; a ReportError (--out) if it is a file or not writable."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = f"--out {out}" if existing == out else f"--out {out}: {existing}"
+        raise ReportError(f"{where} is a file, not a folder; give a folder for the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ReportError(f"--out {out}: cannot write in this folder (permission denied)")
+    return out
 
 
 def write_report(

@@ -26,6 +26,7 @@ FINAL_LOSSES = ("final.loss_d", "final.loss_g")
 
 MISSING = "–"  # shown where there is no number, and the group of a run without a value
 UNREADABLE = "unreadable results.json"  # the status given to a results.json that isn't JSON
+_WHY = "__why__"  # beside UNREADABLE: what is wrong with the file
 
 
 class ReportError(GanlabError):
@@ -56,17 +57,22 @@ class Run:
 
 
 def _read_hydra(run_dir: Path, name: str) -> Any:
-    """A YAML file Hydra saved in the run's ``.hydra/`` (None when absent or empty)."""
+    """A YAML file Hydra saved in the run's ``.hydra/`` (None when absent, empty or unreadable:
+    a damaged run folder is reported as such, it does not stop the report)."""
     path = run_dir / ".hydra" / name
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
 
 
 def _read_results(run_dir: Path) -> dict[str, Any]:
     try:
         return read_results(run_dir)
-    except GanlabError:
-        # A half-written file from a killed run: report it as a failure, don't stop.
-        return {"status": UNREADABLE}
+    except GanlabError as e:
+        # A half-written (or hand-edited) file: report it as a failure, don't stop.
+        why = str(e).removeprefix(str(run_dir / RESULTS_FILE)).strip(": ")
+        return {"status": UNREADABLE, _WHY: why}
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -106,7 +112,8 @@ def collect_runs(sweep_dir: str | Path) -> list[Run]:
     runs = []
     for path in _run_dirs(root):
         name = path.relative_to(root).as_posix() if path != root else path.name
-        overrides = parse_overrides(_read_hydra(path, "overrides.yaml") or [])
+        listed = _read_hydra(path, "overrides.yaml")
+        overrides = parse_overrides(listed if isinstance(listed, list) else [])
         runs.append(Run(path, name, _read_results(path), overrides))
     _short_labels(runs)
     return runs
@@ -198,7 +205,8 @@ def failure_reason(run: Run, primary: str) -> str | None:
         return "no results.json (crashed, or still running)"
     status = run.results.get("status")
     if status == UNREADABLE:
-        return UNREADABLE
+        why = run.results.get(_WHY)
+        return f"{UNREADABLE} ({why})" if why else UNREADABLE
     reasons = []
     if status != "completed":
         reasons.append(f"status {status!r}" if status else "no status (did not finish)")
@@ -212,6 +220,39 @@ def failure_reason(run: Run, primary: str) -> str | None:
             shown = "null (NaN/Inf)" if value is None else repr(value)
             reasons.append(f"{name} is {shown}")
     return "; ".join(reasons) or None
+
+
+# Measured numbers: grouping by them makes no sense, so --group-by's suggestions leave them out.
+_MEASURED = ("metrics", "evaluation", "final", "throughput")
+
+
+def group_keys(runs: Sequence[Run]) -> list[str]:
+    """The keys a sweep can be grouped by: results.json's (dotted, but not the measured
+    numbers) and the overrides' of any run."""
+    keys = {k for run in runs for k in run.overrides}
+    for run in runs:
+        if run.results.get("status") != UNREADABLE:  # its status is ours, not the run's
+            keys.update(k for k in _leaf_keys(run.results) if k.split(".")[0] not in _MEASURED)
+    return sorted(keys)
+
+
+def _leaf_keys(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def check_group_by(runs: Sequence[Run], group_by: str) -> None:
+    """ReportError unless some run has a value for ``group_by`` (when any run has keys at
+    all: a sweep of crashed runs is still reported, as one group)."""
+    keys = group_keys(runs)
+    if keys and all(group_of(run, group_by) == MISSING for run in runs):
+        raise ReportError(
+            f"--group-by {group_by!r} is in no run's results.json, overrides or config; "
+            f"valid keys: {', '.join(keys)}"
+        )
 
 
 def group_of(run: Run, group_by: str) -> str:

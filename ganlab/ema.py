@@ -1,0 +1,83 @@
+r"""An exponential moving average of G's weights (Yazıcı et al. 2019; Karras et al. 2018).
+
+After every G update, with decay d and t the number of updates so far:
+
+    θ_ema ← r_t · θ_ema + (1 − r_t) · θ,      r_t = min(d, (1 + t) / (10 + t))
+
+The warm-up r_t (TensorFlow's ExponentialMovingAverage with ``num_updates``) keeps the first
+averages close to G instead of to its random initialisation. d = 0 makes θ_ema = θ.
+
+BatchNorm: the averaged weights never ran through their own running statistics, and G's
+buffers belong to other weights, so the EMA generator's statistics are recomputed before
+each use (``recalibrate_batchnorm``): the average of the batch means and (unbiased) batch
+variances of the EMA generator's own activations over ``BN_BATCHES`` batches of
+``BN_BATCH_SIZE`` fixed noise vectors (seed ``BN_SEED``, drawn on the CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+BN_BATCHES, BN_BATCH_SIZE, BN_SEED = 8, 256, 12345
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(G: nn.Module, z_dim: int, device: torch.device) -> None:
+    """Reset G's BatchNorm running statistics to those of its own activations (see above);
+    G is left in eval mode. The training RNG is not touched."""
+    norms = [m for m in G.modules() if isinstance(m, _BatchNorm)]
+    if norms:
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: each batch counts the same
+        G.train()
+        rng = torch.Generator().manual_seed(BN_SEED)
+        for _ in range(BN_BATCHES):
+            G(torch.randn(BN_BATCH_SIZE, z_dim, generator=rng).to(device))
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+    G.eval()
+
+
+class EMA:
+    """The averaged generator (``self.G``, frozen) and its update rule."""
+
+    def __init__(self, G: nn.Module, decay: float, z_dim: int):
+        self.decay, self.z_dim = decay, z_dim
+        self.G = copy.deepcopy(G).requires_grad_(False).eval()
+        self.updates = 0
+        self._stale = True  # BatchNorm statistics to recompute before the next use
+
+    def rate(self) -> float:
+        """r_t for the next update."""
+        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+
+    @torch.no_grad()
+    def update(self, G: nn.Module) -> None:
+        r = self.rate()
+        for averaged, current in zip(self.G.parameters(), G.parameters(), strict=True):
+            averaged.mul_(r).add_(current.detach(), alpha=1 - r)
+        self.updates += 1
+        self._stale = True
+
+    def generator(self) -> nn.Module:
+        """The EMA generator in eval mode, its BatchNorm statistics up to date."""
+        if self._stale:
+            device = next(self.G.parameters()).device
+            recalibrate_batchnorm(self.G, self.z_dim, device)
+            self._stale = False
+        return self.G
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"G": self.G.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.updates = int(state["updates"])
+        self._stale = True

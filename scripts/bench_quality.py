@@ -1,0 +1,159 @@
+"""Quality per step and per CPU-minute of training recipes, side by side.
+
+    python scripts/bench_quality.py --data-root ../shared/data/mnist \
+        --variants mlp_default,mlp_ema --out docs/quality [--runs DIR] [--seeds 0] [--n 10000]
+
+Each variant is a set of training overrides (VARIANTS below). It is trained with the real
+CLI (metrics off, a numbered checkpoint every ``--every`` steps, all kept), then every
+checkpoint is evaluated with the same EvaluationSession (``--n`` samples vs the test split),
+so the FID curve has one sample count and the CPU time is the training's alone
+(results.json ``throughput.cpu_s_per_it`` × step). Prints a table and writes JSON and
+``fid_vs_cpu.png`` to ``--out``; the run folders (checkpoints) go under ``--runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from ganlab.build import load_generator
+from ganlab.checkpoint import CheckpointDir
+from ganlab.metrics.session import EvaluationSession
+from ganlab.rundir import read_results
+from ganlab.runtime import resolve_device
+from ganlab.sampling import sample_fn
+
+MLP = ["model=mlp"]
+VARIANTS: dict[str, list[str]] = {
+    "mlp_default": [*MLP],
+    "mlp_ema": [*MLP, "trainer.ema=0.999"],
+    "mlp_sn": [*MLP, "model.discriminator.spectral_norm=true"],
+    "mlp_r1_ema": [*MLP, "penalty=r1", "penalty.weight=1", "trainer.ema=0.999"],
+    "mlp_sn_ema": [*MLP, "model.discriminator.spectral_norm=true", "trainer.ema=0.999"],
+    "dcgan_default": [],
+    "dcgan_ema": ["trainer.ema=0.999"],
+    "dcgan_32_lr5e-4": [
+        "model.generator.channels=32",
+        "model.discriminator.channels=32",
+        "optimizer.lr=5e-4",
+    ],
+    "dcgan_32_lr5e-4_ema": [
+        "model.generator.channels=32",
+        "model.discriminator.channels=32",
+        "optimizer.lr=5e-4",
+        "trainer.ema=0.999",
+    ],
+}
+
+
+def train_variant(name: str, seed: int, steps: int, every: int, root: str, out: Path) -> Path:
+    run_dir = out / f"{name}_seed{seed}"
+    if (run_dir / "results.json").is_file() and read_results(run_dir).get("steps") == steps:
+        return run_dir  # already trained (the bench can be re-run to add variants)
+    args = [
+        *VARIANTS[name],
+        f"seed={seed}",
+        f"trainer.steps={steps}",
+        f"trainer.ckpt_every={every}",
+        f"trainer.keep_checkpoints={steps // every + 1}",
+        "trainer.sample_every=0",
+        "trainer.progress=false",
+        "metrics.enabled=false",
+        f"data.root={root}",
+        "data.download=false",
+        f"hydra.run.dir={run_dir}",
+        "trainer.overwrite=true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    subprocess.run([sys.executable, "-m", "ganlab.train", *args], check=True, env=env)
+    return run_dir
+
+
+def curve(run_dir: Path, session: EvaluationSession, n: int, device) -> list[dict]:
+    """FID (and coverage) of every numbered checkpoint, oldest first."""
+    cpu_per_it = read_results(run_dir)["throughput"]["cpu_s_per_it"]
+    points = []
+    for path in reversed(CheckpointDir(run_dir / "checkpoints").numbered()):
+        G, _, state = load_generator(path, device)
+        with torch.no_grad():
+            m = session.metrics(sample_fn(G, state["config"]["model"]["z_dim"], device), n)
+        points.append(
+            {
+                "step": state["step"],
+                "cpu_min": state["step"] * cpu_per_it / 60,
+                "generator": state["generator"],
+                **{k: m[k] for k in ("fid", "kid", "classes_covered", "precision", "recall")},
+            }
+        )
+        print(f"  {run_dir.name} step {state['step']}: fid {m['fid']:.1f}", flush=True)
+    return points
+
+
+def plot(rows: dict[str, list[dict]], out: Path) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    for i, key in enumerate(("step", "cpu_min")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, points in rows.items():
+            ax.plot([p[key] for p in points], [p["fid"] for p in points], marker="o", label=name)
+        ax.set_xlabel("G steps" if key == "step" else "training CPU-minutes")
+        ax.set_ylabel("FID (ganlab classifier features)")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "fid_vs_cpu.png", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-root", default="~/.cache/ganlab/mnist")
+    parser.add_argument("--variants", default="mlp_default,mlp_ema")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--steps", type=int, default=None, help="default: 20000 MLP, 5000 DCGAN")
+    parser.add_argument("--every", type=int, default=None, help="checkpoint interval")
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=Path("docs/quality"))
+    parser.add_argument("--runs", type=Path, default=Path("outputs/bench_quality"))
+    args = parser.parse_args()
+    device = resolve_device("auto")
+    session = EvaluationSession(args.data_root, device, args.n)
+    rows: dict[str, list[dict]] = {}
+    for name in args.variants.split(","):
+        mlp = name.startswith("mlp")
+        steps = args.steps or (20_000 if mlp else 5_000)
+        every = args.every or (steps // 4 if mlp else 1000)
+        for seed in map(int, args.seeds.split(",")):
+            run_dir = train_variant(name, seed, steps, every, args.data_root, args.runs)
+            rows[f"{name} s{seed}"] = curve(run_dir, session, min(args.n, session.n), device)
+    info = session.classifier_info
+    print(
+        f"\n{'variant':<26} "
+        + " ".join(f"{'fid@' + str(p['step']):>10}" for p in next(iter(rows.values())))
+    )
+    for name, points in rows.items():
+        print(
+            f"{name:<26} "
+            + " ".join(f"{p['fid']:>10.1f}" for p in points)
+            + f"   classes {points[-1]['classes_covered']}, {points[-1]['cpu_min']:.1f} CPU-min"
+        )
+    print(
+        f"classifier {info['weights_sha256'][:12]}; n = {min(args.n, session.n)} vs "
+        f"{session.reference.source}; floor fid {session.floor()['fid']:.2f}"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot(rows, args.out)
+    (args.out / "bench_quality.json").write_text(
+        json.dumps({"classifier": info["weights_sha256"], "n": args.n, "rows": rows}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    main()
