@@ -23,7 +23,7 @@ from ganlab.build import load_generator
 from ganlab.config import config_dir
 from ganlab.metrics import METRIC_KEYS
 from ganlab.train import train
-from tests.conftest import quick_classifier
+from tests.conftest import HAVE_SHARED, quick_classifier
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,8 @@ def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypa
     assert all(math.isfinite(v) for v in [*report["metrics"].values(), *report["floor"].values()])
     # five steps of training draw noise, not digits: far above real-vs-real
     assert report["metrics"]["fid"] > 5 * report["floor"]["fid"]
-    assert report["floor"]["precision"] > report["metrics"]["precision"]
+    if HAVE_SHARED:  # a bare clone's floor set overlaps its stand-in test split
+        assert report["floor"]["precision"] > report["metrics"]["precision"]
 
     # In-process on the checkpoint file: the same numbers (seeded z, seeded real subset).
     monkeypatch.setenv("GANLAB_CACHE", str(cache))
