@@ -132,7 +132,10 @@ class MetricsConfig:
 @dataclass
 class AuxParams:
     contrastive_margin: float = 1.0  # real-fake pairs are pushed at least this far apart
-    perceptual_backbone: str = "mnist_classifier"  # or vgg19 (needs downloadable weights)
+    # mnist_perceptual: a second MNIST net, never the metrics classifier; or vgg19 (needs
+    # downloadable weights), or mnist_classifier (only with allow_metric_backbone)
+    perceptual_backbone: str = "mnist_perceptual"
+    allow_metric_backbone: bool = False  # true: G may train on the metrics network (flagged)
 
 
 @dataclass
@@ -274,6 +277,15 @@ def _check_aux(cfg: DictConfig) -> None:
         "aux_params.perceptual_backbone",
         backbone,
         f"one of {', '.join(BACKBONES)}",
+    )
+    metric_net = backbone == "mnist_classifier" and bool(cfg.aux.get("perceptual"))
+    _check(
+        not metric_net or cfg.aux_params.allow_metric_backbone,
+        "aux_params.perceptual_backbone",
+        backbone,
+        "the metrics classifier: G would match its features and lower FID/KID/PRDC by "
+        "construction; use mnist_perceptual (the default), or allow it with "
+        "aux_params.allow_metric_backbone=true and every metric of the run is flagged",
     )
 
 

@@ -189,19 +189,39 @@ class TrainingRun:
 
     def evaluate(self, step: int, stop: list[int], final: bool = False) -> dict[str, float]:
         """Metrics of G at this step to TensorBoard and results.json; raises
-        StopDuringEvaluation when a stop signal arrives while samples are drawn."""
-        n = self.session.n if final else min(self.cfg.metrics.eval_samples, self.session.n)
+        StopDuringEvaluation when a stop signal arrives while samples are drawn.
+
+        TensorBoard ``metrics/*`` is one curve at one sample count, ``metrics.eval_samples``:
+        the periodic evaluations and the final step (the first images of the final draw).
+        ``metrics_final/*`` and results.json's ``metrics`` hold the final evaluation at
+        ``metrics.n_samples``. Each set has the real-vs-real floor at its own n beside it
+        (``fid_floor``, ``kid_floor``).
+        """
+        curve_n = min(self.cfg.metrics.eval_samples, self.session.n)
+        n = self.session.n if final else curve_n
         draw = sample_fn(self.trainer.generate, self.cfg.model.z_dim, self.device, self.cfg.seed)
-        metrics = self.session.metrics(_stoppable(draw, stop), n)
-        generator = self.trainer.generator_name
-        evaluation = {**self.session.provenance(n), "step": step, "generator": generator}
-        floor = self.session.floor(n) if final else None
-        if floor is not None:
-            metrics["fid_floor"], metrics["kid_floor"] = floor["fid"], floor["kid"]
-        for key, value in metrics.items():
-            self.logger.scalar(f"metrics/{key}", value, step)
-        update_results(self.out_dir, {"metrics": metrics, "evaluation": evaluation})
-        return metrics
+        by_n = self.session.metrics_at(_stoppable(draw, stop), (curve_n, n))
+        for size, metrics in by_n.items():
+            floor = self.session.floor(size)
+            if floor is not None:
+                metrics["fid_floor"], metrics["kid_floor"] = floor["fid"], floor["kid"]
+        tags = {"metrics": curve_n, **({"metrics_final": n} if final else {})}
+        for tag, size in tags.items():
+            for key, value in by_n[size].items():
+                self.logger.scalar(f"{tag}/{key}", value, step)
+        backbone = self.session.backbone_check(self.trainer.objective.backbone)
+        if backbone["metric_backbone_used"]:  # G trained on the network that measures it
+            self.logger.scalar("flags/metric_backbone_used", 1.0, step)
+            self.logger.writer.add_text("flags", backbone["warning"], step)
+        evaluation = {
+            **self.session.provenance(n),
+            "curve_samples": curve_n,
+            "step": step,
+            "generator": self.trainer.generator_name,
+            **backbone,
+        }
+        update_results(self.out_dir, {"metrics": by_n[n], "evaluation": evaluation})
+        return by_n[n]
 
     def evaluate_raw(self, stop: list[int]) -> None:
         """With an EMA generator, the raw G's metrics too (results.json ``metrics_raw``), so the

@@ -135,5 +135,9 @@ def test_metrics_run_periodically_and_at_the_end(make_cfg, shared_mnist, tmp_pat
     assert evaluation["reference"] == "mnist/test" and len(evaluation["classifier_sha256"]) == 64
 
     events = read_events(tmp_path / "tb")
+    # One curve at one n (metrics.eval_samples, the final step included); the final evaluation
+    # at metrics.n_samples under its own tag, equal to results.json.
     assert [e.step for e in events.Scalars("metrics/fid")] == [4, 8]
-    assert events.Scalars("metrics/fid")[-1].value == pytest.approx(metrics["fid"])
+    assert [e.step for e in events.Scalars("metrics_final/fid")] == [8]
+    assert events.Scalars("metrics_final/fid")[-1].value == pytest.approx(metrics["fid"])
+    assert events.Scalars("metrics/fid")[-1].value != pytest.approx(metrics["fid"])  # n=200
