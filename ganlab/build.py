@@ -15,13 +15,20 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from ganlab.backbones import BACKBONES, VGGFeatures
+from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE, VGGFeatures
 from ganlab.checkpoint import locate
 from ganlab.data import load_data
 from ganlab.ema import EMA, recalibrate_batchnorm
 from ganlab.errors import GanlabError
 from ganlab.losses import get_loss
-from ganlab.metrics.classifier import load_or_train_classifier
+from ganlab.metrics.classifier import (
+    CLASSIFIER,
+    PERCEPTUAL,
+    cached_sha256,
+    load_or_train_classifier,
+    load_or_train_perceptual,
+    weights_sha256,
+)
 from ganlab.metrics.session import EvaluationSession
 from ganlab.models import build_models
 from ganlab.optimizers import build_optimizer
@@ -36,7 +43,7 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     """Data, models, optimizers and objective from the config, ready to step."""
     data = load_data(cfg.data, device)
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
-    G, D = build_models(cfg.model)
+    G, D = build_models(cfg.model, cfg.cond.name)
     G, D = G.to(device), D.to(device)
     opt_G, opt_D = (
         optimizer(cfg.optimizer, part, net)
@@ -54,6 +61,8 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
         aux=dict(cfg.aux),
         margin=cfg.aux_params.contrastive_margin,
         backbone=backbone,
+        cond=cfg.cond.name,
+        cond_weight=cfg.cond.get("weight", 1.0),
     )
     z_dim = cfg.model.z_dim
     ema = EMA(G, cfg.trainer.ema, z_dim) if cfg.trainer.ema > 0 else None
@@ -69,16 +78,40 @@ def optimizer(cfg: DictConfig, part: str, net: nn.Module) -> torch.optim.Optimiz
 
 
 def load_backbone(name: str, data_root: str | Path, device: torch.device) -> nn.Module:
-    """A frozen network with ``features(x)`` for x in [-1, 1], [N, 1, 28, 28]."""
-    if name == "mnist_classifier":
+    """A frozen network with ``features(x)`` for x in [-1, 1], [N, 1, 28, 28].
+
+    Only ``mnist_classifier`` (which the config check allows only with
+    ``aux_params.allow_metric_backbone=true``) is the metrics classifier: any other backbone
+    whose weights hash to the cached metrics classifier's is refused, whatever its name.
+    """
+    if name == METRIC_BACKBONE:
         net, info = load_or_train_classifier(data_root=data_root, device=device)
-        log.info("perceptual backbone: MNIST classifier sha256 %s", info["weights_sha256"][:12])
+        log.warning(
+            "perceptual backbone: the metrics classifier itself (sha256 %s; "
+            "aux_params.allow_metric_backbone=true): G trains on the network that measures "
+            "it, so every metric of this run is flagged",
+            info["weights_sha256"][:12],
+        )
+        return net.eval().requires_grad_(False)
+    if name == DEFAULT_BACKBONE:
+        net, info = load_or_train_perceptual(data_root=data_root, device=device)
+        log.info(
+            "perceptual backbone %s, %.2f%% on %s",
+            *(info["weights_sha256"][:12], 100 * info["test_accuracy"], info["test_source"]),
+        )
     elif name == "vgg19":
         net = VGGFeatures()
     else:
         raise GanlabError(
             f"invalid value for aux_params.perceptual_backbone: {name!r} "
             f"(one of {', '.join(BACKBONES)})"
+        )
+    sha = weights_sha256(net)
+    if sha == cached_sha256(CLASSIFIER):
+        raise GanlabError(
+            f"the perceptual backbone {name} has the metrics classifier's weights (sha256 "
+            f"{sha[:12]}): G would train on the network that measures it; rebuild the "
+            f"backbone with {PERCEPTUAL.rebuild}"
         )
     return net.to(device).eval().requires_grad_(False)
 
@@ -113,8 +146,9 @@ def load_generator(
     model_cfg = state["config"].get("model") if isinstance(state["config"], dict) else None
     if not isinstance(model_cfg, dict):
         raise GanlabError(f"{path} is not a ganlab training checkpoint (no model config)")
+    cond = state["config"].get("cond", {}).get("name", "none")  # absent: before conditioning
     try:
-        G, _ = build_models(model_cfg)
+        G, _ = build_models(model_cfg, cond)
     except GanlabError as e:
         raise GanlabError(f"{path}: its model config is not one ganlab builds ({e})") from None
     has_ema = isinstance(state.get("G_ema"), dict) and "G" in state["G_ema"]

@@ -28,6 +28,7 @@ from ganlab.backbones import BACKBONES
 from ganlab.data import SPLITS
 from ganlab.errors import GanlabError
 from ganlab.losses import LOSSES
+from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
 from ganlab.penalties import PENALTIES
 
@@ -85,6 +86,12 @@ class NetworkOptimizer:
 
 
 @dataclass
+class CondConfig:
+    name: str = MISSING  # none, projection or acgan (ganlab.models.layers.CONDITIONINGS)
+    weight: float = 1.0  # acgan: weight of the class cross-entropy in both objectives
+
+
+@dataclass
 class OptimizerConfig:
     name: str = MISSING
     lr: float = MISSING
@@ -132,7 +139,10 @@ class MetricsConfig:
 @dataclass
 class AuxParams:
     contrastive_margin: float = 1.0  # real-fake pairs are pushed at least this far apart
-    perceptual_backbone: str = "mnist_classifier"  # or vgg19 (needs downloadable weights)
+    # mnist_perceptual: a second MNIST net, never the metrics classifier; or vgg19 (needs
+    # downloadable weights), or mnist_classifier (only with allow_metric_backbone)
+    perceptual_backbone: str = "mnist_perceptual"
+    allow_metric_backbone: bool = False  # true: G may train on the metrics network (flagged)
 
 
 @dataclass
@@ -140,6 +150,7 @@ class Config:
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
     penalty: PenaltyConfig = MISSING
+    cond: CondConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -187,6 +198,18 @@ def validate(cfg: DictConfig) -> None:
     _check_trainer(cfg.trainer)
     _check(cfg.model.z_dim >= 1, "model.z_dim", cfg.model.z_dim, "must be >= 1")
     _check_loss(cfg.loss, cfg.penalty)
+    _check(
+        cfg.cond.name in CONDITIONINGS,
+        "cond.name",
+        cfg.cond.name,
+        f"one of {', '.join(CONDITIONINGS)}",
+    )
+    _check(
+        _finite(cfg.cond.weight) and cfg.cond.weight >= 0,
+        "cond.weight",
+        cfg.cond.weight,
+        "must be a finite number >= 0",
+    )
     _check_optimizer(cfg.optimizer)
     for key in ("n_samples", "eval_samples"):
         value = cfg.metrics[key]
@@ -274,6 +297,15 @@ def _check_aux(cfg: DictConfig) -> None:
         "aux_params.perceptual_backbone",
         backbone,
         f"one of {', '.join(BACKBONES)}",
+    )
+    metric_net = backbone == "mnist_classifier" and bool(cfg.aux.get("perceptual"))
+    _check(
+        not metric_net or cfg.aux_params.allow_metric_backbone,
+        "aux_params.perceptual_backbone",
+        backbone,
+        "the metrics classifier: G would match its features and lower FID/KID/PRDC by "
+        "construction; use mnist_perceptual (the default), or allow it with "
+        "aux_params.allow_metric_backbone=true and every metric of the run is flagged",
     )
 
 

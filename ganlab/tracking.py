@@ -71,6 +71,7 @@ class RunLogger:
     def __init__(self, log_dir: Path, purge_step: int | None = None):
         self.log_dir = log_dir
         self.writer: SummaryWriter | None = None
+        self.tags: set[str] = set()  # every scalar tag written (the HParams metric columns)
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self.restart(purge_step)
@@ -105,6 +106,7 @@ class RunLogger:
         means = self.means() if means is None else means
         for tag, value in means.items():
             self.writer.add_scalar(tag, value, step)
+        self.tags.update(means)
         self.discard()
         return means
 
@@ -117,6 +119,7 @@ class RunLogger:
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
+        self.tags.add(tag)
 
     def images(self, images: Tensor, step: int) -> Tensor:
         """Log a batch in [-1, 1] as one 8-wide grid; return the grid ([3, H, W] in [0, 1])."""
@@ -187,10 +190,16 @@ def experiment_summary(columns: Sequence[Column], metrics: Sequence[MetricColumn
 
 
 def session_summaries(
-    columns: Sequence[Column], status: str, start_time: float | None = None
+    columns: Sequence[Column],
+    status: str,
+    group_name: str = "",
+    times: tuple[float, float] | None = None,
 ) -> list[Summary]:
-    """A run's session: its value of each column, then its end status."""
-    start = plugin_data_pb2.SessionStartInfo(start_time_secs=start_time or time.time())
+    """A run's session: its value of each column, then its end status. ``group_name`` is
+    the dashboard's Trial ID (TensorBoard shows the run's path when it is empty; sessions
+    sharing one are shown as one row). ``times``: start and end, seconds since the epoch."""
+    start_time, end_time = times or (time.time(), time.time())
+    start = plugin_data_pb2.SessionStartInfo(group_name=group_name, start_time_secs=start_time)
     for column in columns:
         value = start.hparams[column.name]
         if isinstance(column.value, bool):
@@ -199,7 +208,7 @@ def session_summaries(
             value.number_value = column.value
         else:
             value.string_value = str(column.value)
-    end = plugin_data_pb2.SessionEndInfo(status=_SESSION_STATUS[status], end_time_secs=time.time())
+    end = plugin_data_pb2.SessionEndInfo(status=_SESSION_STATUS[status], end_time_secs=end_time)
     return [
         _summary(
             metadata.SESSION_START_INFO_TAG,
@@ -223,3 +232,16 @@ def write_hparams(log_dir: Path, summaries: Sequence[Summary], step: int = 0) ->
             writer.file_writer.add_summary(summary, step)
     finally:
         writer.close()
+
+
+def read_experiment(log_dir: Path) -> api_pb2.Experiment | None:
+    """The experiment in ``log_dir``'s HParams event file, if it holds one."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    for path in sorted(log_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == metadata.EXPERIMENT_TAG:
+                    content = value.metadata.plugin_data.content
+                    return plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    return None

@@ -14,7 +14,34 @@ from ganlab import auxiliary
 from ganlab.build import build_trainer, load_backbone
 from ganlab.config import validate
 from ganlab.errors import GanlabError
-from tests.conftest import tiny
+from ganlab.metrics.classifier import (
+    PERCEPTUAL,
+    cache_path,
+    load_network,
+    save_network,
+    train_network,
+)
+from tests.conftest import sample_subset, tiny
+
+
+def quick_perceptual(cache):
+    """The perceptual backbone trained for seconds (2,500 sample images, 2 epochs), cached
+    under cache beside the quick classifier: runs with +aux.perceptual load it, never train."""
+    path = cache_path(PERCEPTUAL, cache)
+    if path.is_file():
+        return load_network(path, PERCEPTUAL)
+    images, labels = sample_subset(2)
+    test_images, test_labels = sample_subset(10, start=1)  # odd: never trained on
+    data = (images, labels, test_images, test_labels)
+    sources = ("mnist_sample[::2]", "mnist_sample[1::10]")
+    model, info = train_network(PERCEPTUAL, data, 2, sources=sources)
+    save_network(path, model, info, PERCEPTUAL)
+    return model, info
+
+
+@pytest.fixture(scope="module", autouse=True)
+def perceptual_cached(ganlab_cache):
+    return quick_perceptual(ganlab_cache)
 
 
 def features(seed: int, n: int = 12, f: int = 7, shift: float = 0.0) -> np.ndarray:
@@ -74,7 +101,7 @@ def same(a, b):
 
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
 def test_gradients_reach_only_the_network_being_trained(make_cfg, model, ganlab_cache):
-    # The real perceptual backbone: ganlab's MNIST classifier, from $GANLAB_CACHE.
+    # The real (default) perceptual backbone, ganlab's second MNIST network, from $GANLAB_CACHE.
     cfg = make_cfg(
         *tiny(model),
         "data=mnist_sample",
@@ -122,7 +149,7 @@ def test_vgg19_without_downloadable_weights_says_what_to_do(monkeypatch, tmp_pat
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(GanlabError, match="perceptual_backbone=mnist_classifier"):
+    with pytest.raises(GanlabError, match="perceptual_backbone=mnist_perceptual"):
         load_backbone("vgg19", tmp_path, torch.device("cpu"))
 
 

@@ -107,8 +107,10 @@ def test_fid_matches_scipy_reference(n, d, seed):
 
 
 @pytest.mark.filterwarnings("ignore:Matrix is singular")  # scipy's, in the reference
-def test_fid_on_classifier_features_matches_scipy_and_torchmetrics(evaluator, clean):
-    """Real features have dead ReLU units (singular covariances): the hard case for sqrtm."""
+@pytest.mark.parametrize("dead", [0, 40])
+def test_fid_on_classifier_features_matches_scipy_and_torchmetrics(evaluator, clean, dead):
+    """The classifier's real features, and the same with units that never fire (as after a
+    ReLU, the v1 features: singular covariances, the hard case for sqrtm)."""
     tm_fid = pytest.importorskip("torchmetrics.image.fid")
 
     class Given(torch.nn.Module):  # the features are the input: no network in between
@@ -117,9 +119,10 @@ def test_fid_on_classifier_features_matches_scipy_and_torchmetrics(evaluator, cl
         def forward(self, x):
             return x
 
-    real = evaluator.real.features
+    real = evaluator.real.features.clone()
     fake = evaluator.embed(serve_corrupted(clean[1000:2000], "blur", 1.0), 1000).features
-    assert (real.std(0) == 0).any()  # the case this test is about
+    real[:, :dead], fake[:, :dead] = 0, 0
+    assert (real.std(0) == 0).sum() == dead  # dense features (pre-ReLU), or dead units
     metric = tm_fid.FrechetInceptionDistance(feature=Given())
     metric.update(real, real=True)
     metric.update(fake, real=False)

@@ -1,14 +1,19 @@
 """Sample-quality metrics for MNIST GANs, on the features of ganlab's own MNIST classifier.
 
 Inception-based FID needs weights from the internet and means little on digits, so every
-metric here reads the 128-d penultimate features (or the logits) of a small CNN that ganlab
-trains once and caches with the sha256 of its weights (``ganlab.metrics.classifier``).
+metric here reads the 128-d penultimate features (before their ReLU: dense, full rank) or the
+logits of a small CNN that ganlab trains once and caches with the sha256 of its weights
+(``ganlab.metrics.classifier``). G never trains on that network: the perceptual auxiliary
+term uses another one (``ganlab.backbones``), unless a run asks otherwise and is flagged.
 
-- ``distances``: ``fid``, ``kid`` (feature distributions, float64)
+- ``distances``: ``fid``, ``fid_inf`` (FID extrapolated to n = ∞), ``kid`` (float64)
 - ``manifold``: ``precision``, ``recall``, ``density``, ``coverage`` (k-NN balls, k = 5)
 - ``labels``: ``mnist_score``, ``classes_covered``, ``label_kl`` (the classifier's outputs)
 - ``evaluator``: ``Evaluator`` (real features cached once per run), ``real_floor``
 - ``reference``: the real images the metrics compare against
+- ``session``: ``EvaluationSession``, all of the above built once (training, CLIs, benchmarks)
+- ``audit``: corruption ladders and feature ranks, the checks of the metrics themselves
+- ``classifier``, ``training``: ganlab's own networks, trained (augmented), cached and hashed
 
 This module is the registry: the names every evaluation returns, and which way is better.
 It imports nothing heavy, so a report can read it without loading a model.
@@ -20,6 +25,7 @@ from __future__ import annotations
 # kid_std is the spread of the KID estimate, not a quality: lower only means a tighter estimate.
 DIRECTIONS: dict[str, str] = {
     "fid": "min",
+    "fid_inf": "min",
     "kid": "min",
     "kid_std": "min",
     "mnist_score": "max",

@@ -6,8 +6,24 @@ subtracts traces of order 10³ to get differences of order 10⁻¹, which float3
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import Tensor
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small dense linear algebra (128 x 128) on one CPU thread: more threads gain nothing
+    there, and on a machine whose cores are busy their hand-offs made ``eigh`` 200x slower
+    (0.7 s instead of 3 ms)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _sqrtm_psd(matrix: Tensor) -> Tensor:
@@ -33,8 +49,9 @@ def fid(real: Tensor, fake: Tensor) -> float:
     was off by ~1e-6 there.
     """
     real, fake = real.double(), fake.double()
-    cov_r, cov_f = torch.cov(real.T), torch.cov(fake.T)  # [d, d]
-    trace_sqrt = torch.linalg.svdvals(_sqrtm_psd(cov_r) @ _sqrtm_psd(cov_f)).sum()
+    with one_thread():
+        cov_r, cov_f = torch.cov(real.T), torch.cov(fake.T)  # [d, d]
+        trace_sqrt = torch.linalg.svdvals(_sqrtm_psd(cov_r) @ _sqrtm_psd(cov_f)).sum()
     mean_term = (real.mean(0) - fake.mean(0)).square().sum()
     return float(mean_term + cov_r.trace() + cov_f.trace() - 2 * trace_sqrt)
 
@@ -87,3 +104,34 @@ def kid(
         estimates.append(mmd2_unbiased(real[real_idx], fake[fake_idx]))
     stacked = torch.stack(estimates)
     return float(stacked.mean()), float(stacked.std(correction=0))
+
+
+def fid_infinity(
+    real: Tensor, fake: Tensor, points: int = 5, smallest: float = 0.2, seed: int = 0
+) -> float:
+    r"""FID extrapolated to infinitely many samples (Chong & Forsyth 2020): FID is biased
+    upwards by about :math:`k / N` at N samples, so fit :math:`\mathrm{FID}_N = a + k / N`
+    by least squares over ``points`` sample sizes N from ``smallest`` · n to n (n: the
+    smaller set; random subsets of both sets, seeded) and return a, :math:`\mathrm{FID}_\infty`.
+
+    It is an estimate for sizes well above the feature dimension (128): with n = 10,000 the
+    sizes run from 2,000 to 10,000. Unlike FID it can come out slightly negative for two sets
+    of one distribution.
+    """
+    real, fake = real.double(), fake.double()
+    n = min(real.shape[0], fake.shape[0])
+    sizes = sorted(
+        {max(2, round(n * (smallest + (1 - smallest) * i / (points - 1)))) for i in range(points)}
+    )
+    if len(sizes) < 2:
+        return fid(real, fake)
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    for size in sizes:
+        r = torch.randperm(real.shape[0], generator=generator)[:size].to(real.device)
+        f = torch.randperm(fake.shape[0], generator=generator)[:size].to(fake.device)
+        values.append(fid(real[r], fake[f]))
+    inverse = torch.tensor([1.0 / s for s in sizes], dtype=torch.float64)
+    design = torch.stack([torch.ones_like(inverse), inverse], 1)  # [points, 2]
+    solution = torch.linalg.lstsq(design, torch.tensor(values, dtype=torch.float64)[:, None])
+    return float(solution.solution[0, 0])

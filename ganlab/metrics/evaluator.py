@@ -9,6 +9,7 @@ real set: the best value reachable at that sample size.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from ganlab.metrics import METRIC_KEYS
 from ganlab.metrics.classifier import MNISTClassifier, weights_sha256
-from ganlab.metrics.distances import fid, kid
+from ganlab.metrics.distances import fid, fid_infinity, kid
 from ganlab.metrics.labels import classes_covered, label_kl, mnist_score
 from ganlab.metrics.manifold import prdc
 from ganlab.runtime import to_signed_unit
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 class Embedding:
     """What the classifier makes of a set of images."""
 
-    features: Tensor  # float64 [N, 128], penultimate layer
+    features: Tensor  # float64 [N, 128], penultimate layer (before its ReLU)
     logits: Tensor  # float64 [N, 10]
 
     def head(self, n: int) -> Embedding:
@@ -49,6 +50,7 @@ def compute_metrics(
     kid_mean, kid_std = kid(real.features, fake.features, kid_subsets, kid_subset_size, seed)
     metrics = {
         "fid": fid(real.features, fake.features),
+        "fid_inf": fid_infinity(real.features, fake.features, seed=seed),
         "kid": kid_mean,
         "kid_std": kid_std,
         "mnist_score": mnist_score(fake.logits),
@@ -131,10 +133,20 @@ class Evaluator:
     def __call__(self, generate: Generate, n: int | None = None) -> dict[str, float]:
         """Metrics of n (default ``self.n``, at most that) generated images vs n real ones."""
         n = self.n if n is None else n
-        if not 2 <= n <= self.n:
-            raise ValueError(f"n must be in [2, {self.n}], got {n}")
-        fake = self.embed(generate, n)
-        return compute_metrics(self.real.head(n), fake, seed=self.seed, **self.options)
+        return self.at(generate, (n,))[n]
+
+    def at(self, generate: Generate, sizes: Sequence[int]) -> dict[int, dict[str, float]]:
+        """The metrics at each sample size in ``sizes``, from one draw of the largest: at n,
+        the first n images drawn against the first n real ones (what a call with that n
+        alone would give, since ``generate`` is seeded)."""
+        for n in sizes:
+            if not 2 <= n <= self.n:
+                raise ValueError(f"n must be in [2, {self.n}], got {n}")
+        fake = self.embed(generate, max(sizes))
+        return {
+            n: compute_metrics(self.real.head(n), fake.head(n), seed=self.seed, **self.options)
+            for n in sorted(set(sizes))
+        }
 
 
 def real_floor(evaluator: Evaluator, images: Tensor, n: int | None = None) -> dict[str, float]:

@@ -9,17 +9,31 @@ problem with them stops a run at once rather than after hours of training.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from ganlab.metrics.classifier import load_or_train_classifier
+from ganlab.metrics.classifier import (
+    ARCH,
+    FEATURE_LAYER,
+    load_or_train_classifier,
+    weights_sha256,
+)
 from ganlab.metrics.evaluator import Evaluator, real_floor
 from ganlab.metrics.reference import reference_sets
 from ganlab.sampling import Generate
 
 log = logging.getLogger(__name__)
+
+METRIC_BACKBONE_WARNING = (
+    "G was trained with the metrics classifier as its perceptual backbone "
+    "(aux_params.allow_metric_backbone=true): it matched the very features FID, KID and PRDC "
+    "are measured in, so these numbers are biased in its favour and not comparable with other "
+    "runs'"
+)
 
 
 class EvaluationSession:
@@ -41,6 +55,14 @@ class EvaluationSession:
         self.classifier, self.classifier_info = load_or_train_classifier(
             data_root=data_root, device=device, download=download
         )
+        info = self.classifier_info
+        log.info(
+            "metrics classifier %s, %.2f%% on %s (trained on %s)",
+            info["weights_sha256"][:12],
+            100 * info["test_accuracy"],
+            info["test_source"],
+            info["train_source"],
+        )
         self.reference, floor_set = reference_sets(data_root, download)
         self.floor_set = floor_set if floor else None
         self.evaluator = Evaluator(
@@ -57,6 +79,10 @@ class EvaluationSession:
         """Every metric of n images drawn from ``generate`` (default: ``self.n``)."""
         return self.evaluator(generate, n)
 
+    def metrics_at(self, generate: Generate, sizes: Sequence[int]) -> dict[int, dict[str, float]]:
+        """Every metric at each sample size, from one draw (``Evaluator.at``)."""
+        return self.evaluator.at(generate, sizes)
+
     def floor(self, n: int | None = None) -> dict[str, float] | None:
         """The same metrics for real training images at n samples (cached), if kept."""
         if self.floor_set is None:
@@ -66,6 +92,21 @@ class EvaluationSession:
             self._floors[n] = real_floor(self.evaluator, self.floor_set.images, n)
         return self._floors[n]
 
+    def backbone_check(self, net: nn.Module | None) -> dict[str, Any]:
+        """What results.json's ``evaluation`` records of G's perceptual backbone: its sha256
+        and ``metric_backbone_used``, whether it has the metrics classifier's weights (by
+        hash, not by name). When it does, every metric of the run is suspect, and
+        ``warning`` says why."""
+        if net is None:
+            return {"metric_backbone_used": False}
+        sha = weights_sha256(net)
+        used = sha == self.classifier_info["weights_sha256"]
+        return {
+            "metric_backbone_used": used,
+            "perceptual_backbone_sha256": sha,
+            **({"warning": METRIC_BACKBONE_WARNING} if used else {}),
+        }
+
     def provenance(self, n: int) -> dict[str, Any]:
         """What a number depends on: sample count, real sets, the classifier's hash."""
         return {
@@ -73,6 +114,10 @@ class EvaluationSession:
             "reference": self.reference.source,
             "reference_images": len(self.reference),
             "floor_set": self.floor_set.source if self.floor_set is not None else None,
+            # the floor's n: n, or all the floor set has (5,000 offline, for n = 10,000)
+            "floor_samples": min(n, len(self.floor_set)) if self.floor_set is not None else None,
             "classifier_sha256": self.classifier_info["weights_sha256"],
             "classifier_test_accuracy": self.classifier_info.get("test_accuracy"),
+            "classifier_arch": self.classifier_info.get("arch", ARCH),
+            "features": FEATURE_LAYER,
         }
