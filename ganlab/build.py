@@ -43,7 +43,7 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     """Data, models, optimizers and objective from the config, ready to step."""
     data = load_data(cfg.data, device)
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
-    G, D = build_models(cfg.model)
+    G, D = build_models(cfg.model, cfg.cond.name)
     G, D = G.to(device), D.to(device)
     opt_G, opt_D = (
         optimizer(cfg.optimizer, part, net)
@@ -61,6 +61,8 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
         aux=dict(cfg.aux),
         margin=cfg.aux_params.contrastive_margin,
         backbone=backbone,
+        cond=cfg.cond.name,
+        cond_weight=cfg.cond.get("weight", 1.0),
     )
     z_dim = cfg.model.z_dim
     ema = EMA(G, cfg.trainer.ema, z_dim) if cfg.trainer.ema > 0 else None
@@ -144,8 +146,9 @@ def load_generator(
     model_cfg = state["config"].get("model") if isinstance(state["config"], dict) else None
     if not isinstance(model_cfg, dict):
         raise GanlabError(f"{path} is not a ganlab training checkpoint (no model config)")
+    cond = state["config"].get("cond", {}).get("name", "none")  # absent: before conditioning
     try:
-        G, _ = build_models(model_cfg)
+        G, _ = build_models(model_cfg, cond)
     except GanlabError as e:
         raise GanlabError(f"{path}: its model config is not one ganlab builds ({e})") from None
     has_ema = isinstance(state.get("G_ema"), dict) and "G" in state["G_ema"]

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ganlab.claim import holds_a_run, refusal
+from ganlab.config import validate
+from ganlab.console import Job, job_of, labels, sweep_summary
 from ganlab.errors import GanlabError
-from ganlab.rundir import RESULTS_FILE, read_results
+from ganlab.hparams import run_columns, sweep_columns
+from ganlab.rundir import RESULTS_FILE, TB_DIR, read_results
+from ganlab.tracking import (
+    Column,
+    MetricColumn,
+    experiment_summary,
+    read_experiment,
+    session_summaries,
+    write_hparams,
+)
 
 
 def _make_writable_dir(path: str, key: str) -> None:
@@ -28,10 +43,27 @@ def _make_writable_dir(path: str, key: str) -> None:
         raise SystemExit(2) from None
 
 
+def _validate(config: DictConfig) -> None:
+    """The config's range checks (``ganlab.config.validate``), before Hydra makes the run
+    folder: a run with an invalid value leaves no folder behind. train() checks again (and
+    says its INFO notes then, once)."""
+    quiet = logging.getLogger("ganlab.config")
+    disabled, quiet.disabled = quiet.disabled, True
+    try:
+        validate(config)
+    except GanlabError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        quiet.disabled = disabled
+
+
 class CheckOutputDir(Callback):
-    """Fail with one line when the run or sweep folder cannot be created or written."""
+    """Fail with one line when the config is invalid (no folder is made then), or when the
+    run or sweep folder cannot be created or written."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _validate(config)
         _make_writable_dir(config.hydra.run.dir, "hydra.run.dir")
         # Refuse a folder holding another run before Hydra rewrites its .hydra/ files
         # (train() checks again, under a lock, for sweeps and the Python API).
@@ -44,25 +76,81 @@ class CheckOutputDir(Callback):
         _make_writable_dir(config.hydra.sweep.dir, "hydra.sweep.dir")
 
 
+def _jobs(root: Path) -> list[tuple[Job, list[str]]]:
+    """The sweep's job folders (a results.json or Hydra's .hydra/), with their overrides."""
+    jobs = []
+    for dirpath, dirnames, _ in os.walk(root):
+        path = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if path == root or not ((path / RESULTS_FILE).is_file() or (path / ".hydra").is_dir()):
+            continue
+        dirnames.clear()  # a job's own folders (tb/, samples/) hold no jobs
+        try:
+            results = read_results(path) or {"status": None}
+        except GanlabError as e:
+            results = {"status": "failed", "reason": str(e)}
+        overrides = _read_list(path / ".hydra" / "overrides.yaml")
+        jobs.append((job_of(path, overrides, results), overrides))
+    return jobs
+
+
+def _read_list(path: Path) -> list[str]:
+    try:
+        listed = yaml.safe_load(path.read_text()) if path.is_file() else []
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    return [str(item) for item in listed] if isinstance(listed, list) else []
+
+
+def _record_hparams(root: Path, jobs: list[tuple[Job, list[str]]]) -> None:
+    """Every job's HParams session again, now with a short Trial ID (the overrides that
+    differ between the jobs, then the sweep's folder) and the status a failed job never
+    wrote; the first job's file also holds the experiment of the whole sweep: every column,
+    ticked where the jobs differ, and every metric a job declared. (Each job wrote its own
+    experiment; TensorBoard would take any one of them.)"""
+    sessions: list[tuple[Path, list[Column], str, str, tuple[float, float]]] = []
+    metrics: dict[str, MetricColumn] = {}
+    for (job, overrides), label in zip(jobs, labels([job for job, _ in jobs]), strict=True):
+        config = job.path / ".hydra" / "config.yaml"
+        if not config.is_file():
+            continue
+        cfg = OmegaConf.load(config)
+        status = job.results.get("status") or "failed"
+        source = job.results.get("data", {}).get("source") or str(cfg.data.name)
+        columns = run_columns(cfg, overrides, source, status)
+        started = config.stat().st_mtime
+        sessions.append((job.path, columns, status, label, (started, started + (job.seconds or 0))))
+        declared = read_experiment(job.path / TB_DIR)
+        for info in declared.metric_infos if declared is not None else []:
+            metrics.setdefault(info.name.tag, MetricColumn(info.name.tag, info.description))
+    if not sessions:
+        return
+    every = [columns for _, columns, _, _, _ in sessions]
+    experiment = experiment_summary(sweep_columns(every), list(metrics.values()))
+    for i, (path, columns, status, label, times) in enumerate(sessions):
+        session = session_summaries(columns, status, f"{label} ({root.name})", times)
+        write_hparams(path / TB_DIR, [experiment, *session] if i == 0 else session)
+
+
 class SweepSummary(Callback):
-    """At a sweep's end: one line per job (status, FID), and exit 1 if any job failed."""
+    """At a sweep's end: the HParams experiment of all its jobs, one screen of summary (per
+    job its status, FID, time; then the report command), and exit 1 if any job failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.started = time.perf_counter()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
-        failed = []
-        print(f"sweep {root}:", file=sys.stderr)
-        for path in sorted(root.rglob(RESULTS_FILE)):
-            try:
-                results = read_results(path.parent)
-            except GanlabError as e:
-                results = {"status": "failed", "reason": str(e)}
-            status, fid = results.get("status", "unknown"), results.get("metrics", {}).get("fid")
-            shown = f", fid {fid:.4g}" if isinstance(fid, int | float) else ""
-            reason = f": {results['reason']}" if results.get("reason") else ""
-            print(f"  {path.parent.relative_to(root)}: {status}{shown}{reason}", file=sys.stderr)
-            if status == "failed":
-                failed.append(path.parent)
-        print(f"  compare them: python -m ganlab.report {root}", file=sys.stderr)
+        jobs = _jobs(root)
+        try:
+            _record_hparams(root, jobs)
+        except Exception as e:  # the dashboards' table; the summary and exit status matter more
+            print(f"warning: the sweep's HParams were not written ({e})", file=sys.stderr)
+        started = getattr(self, "started", None)
+        seconds = None if started is None else time.perf_counter() - started
+        for line in sweep_summary(root, [job for job, _ in jobs], seconds):
+            print(line, file=sys.stderr)
+        failed = [job for job, _ in jobs if job.results.get("status") in ("failed", None)]
         if failed:
             print(f"error: {len(failed)} job(s) of the sweep failed", file=sys.stderr)
             raise SystemExit(1)

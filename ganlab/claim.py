@@ -26,7 +26,14 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".ganlab.lock"
 # What makes a checkpoint loadable into a run: the networks' shapes and the objective.
-IDENTITY = ("model.name", "model.z_dim", "model.generator", "model.discriminator", "loss.name")
+IDENTITY = (
+    "model.name",
+    "model.z_dim",
+    "model.generator",
+    "model.discriminator",
+    "cond.name",
+    "loss.name",
+)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from ganlab.backbones import BACKBONES
 from ganlab.data import SPLITS
 from ganlab.errors import GanlabError
 from ganlab.losses import LOSSES
+from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
 from ganlab.penalties import PENALTIES
 
@@ -82,6 +83,12 @@ class NetworkOptimizer:
 
     lr: float | None = None
     betas: list[float] | None = None
+
+
+@dataclass
+class CondConfig:
+    name: str = MISSING  # none, projection or acgan (ganlab.models.layers.CONDITIONINGS)
+    weight: float = 1.0  # acgan: weight of the class cross-entropy in both objectives
 
 
 @dataclass
@@ -143,6 +150,7 @@ class Config:
     model: ModelConfig = MISSING
     loss: LossConfig = MISSING
     penalty: PenaltyConfig = MISSING
+    cond: CondConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -190,6 +198,18 @@ def validate(cfg: DictConfig) -> None:
     _check_trainer(cfg.trainer)
     _check(cfg.model.z_dim >= 1, "model.z_dim", cfg.model.z_dim, "must be >= 1")
     _check_loss(cfg.loss, cfg.penalty)
+    _check(
+        cfg.cond.name in CONDITIONINGS,
+        "cond.name",
+        cfg.cond.name,
+        f"one of {', '.join(CONDITIONINGS)}",
+    )
+    _check(
+        _finite(cfg.cond.weight) and cfg.cond.weight >= 0,
+        "cond.weight",
+        cfg.cond.weight,
+        "must be a finite number >= 0",
+    )
     _check_optimizer(cfg.optimizer)
     for key in ("n_samples", "eval_samples"):
         value = cfg.metrics[key]

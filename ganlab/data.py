@@ -200,6 +200,11 @@ class MNIST:
         idx = torch.randint(len(self), (batch_size,), device=self.images.device)
         return to_signed_unit(self.images[idx])
 
+    def sample_labeled(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images as ``sample`` draws them, their int64 labels [B])."""
+        idx = torch.randint(len(self), (batch_size,), device=self.images.device)
+        return to_signed_unit(self.images[idx]), self.labels[idx]
+
 
 def expand_root(root: str | Path) -> Path:
     """data.root as a path: ``~`` and ``$VARS`` expanded."""

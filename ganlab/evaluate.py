@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ganlab.evaluate",
         description="Recompute a checkpoint's sample-quality metrics (table, then JSON).",
+        epilog="key=value works too, as ganlab-sample's older style: n=2000 data_root=R "
+        "floor=false",
     )
     parser.add_argument(
         "path", help="a checkpoint file, or a run dir (its newest loadable checkpoint)"
@@ -154,9 +157,31 @@ def _check_args(args: argparse.Namespace) -> None:
         check_writable(args.json, f"--json {args.json}")
 
 
+def _pairs_as_flags(argv: list[str]) -> list[str]:
+    """``n=2000``, ``data_root=R``, ``floor=false`` (the key=value style ganlab-sample used to
+    have) as the flags they stand for; a path that exists stays a path."""
+    valued = {"n", "data_root", "json", "device", "seed", "generator"}
+    switches = {"download": ("--download", None), "floor": (None, "--no-floor")}
+    flags = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.replace("-", "_")
+        if not sep or arg.startswith("-") or Path(arg).exists():
+            flags.append(arg)
+        elif key in valued:
+            flags += [f"--{key.replace('_', '-')}", value]
+        elif key in switches and value.lower() in ("true", "false"):
+            flag = switches[key][0 if value.lower() == "true" else 1]
+            flags += [flag] if flag else []
+        else:
+            flags.append(arg)
+    return flags
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(_pairs_as_flags(argv))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _check_args(args)
     report = evaluate(

@@ -71,13 +71,16 @@ def dragan_penalty(D: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
 class Penalty:
     fn: Callable[[nn.Module, Tensor, Tensor], Tensor]
     scale: float  # D adds scale · weight · mean(fn): 1/2 is R1/R2's γ/2 convention
+    # A conditional D scores the penalty's points with the labels of this batch: the real
+    # one (gp's interpolates and dragan's neighbours take the real image's label) or the fake.
+    labels: str = "real"
 
 
 PENALTIES: dict[str, Penalty | None] = {
     "none": None,
     "gp": Penalty(gradient_penalty, 1.0),
     "r1": Penalty(r1_penalty, 0.5),
-    "r2": Penalty(r2_penalty, 0.5),
+    "r2": Penalty(r2_penalty, 0.5, labels="fake"),
     "dragan": Penalty(dragan_penalty, 1.0),
 }
 

@@ -24,17 +24,39 @@ from ganlab.build import build_session, build_trainer
 from ganlab.checkpoint import CheckpointDir, find_resume, rng_state, set_rng_state
 from ganlab.claim import check_identity
 from ganlab.cli import record_failure
+from ganlab.console import continue_command, results_table
 from ganlab.divergence import divergence
 from ganlab.errors import GanlabError
+from ganlab.hparams import record_run
+from ganlab.metrics.conditional import ConditionalMetrics, balanced_labels
+from ganlab.models.layers import N_CLASSES
 from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, read_results, update_results
 from ganlab.runtime import resolve_device, seed_everything
-from ganlab.sampling import Generate, sample_fn
+from ganlab.sampling import (
+    PROGRESS_GIF,
+    Generate,
+    generate_labeled,
+    sample_fn,
+    save_grid_png,
+    write_progress_gif,
+)
 from ganlab.signals import RunInterrupted
-from ganlab.tracking import RunLogger, flat_hparams, run_overrides
+from ganlab.tracking import RunLogger, in_sweep, run_overrides
 
 log = logging.getLogger(__name__)
 
 N_FIXED = 64  # images in each sample grid (8 x 8)
+GRID_COLUMNS = 8
+
+
+def fixed_noise(z_dim: int, cond: str, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The grid's noise, from its own generator so grids stay comparable across runs and
+    resumes: 64 z (8 x 8), or for a conditional run 10 rows of 8, row k asking for digit k."""
+    rng = torch.Generator().manual_seed(seed)
+    if cond == "none":
+        return torch.randn(N_FIXED, z_dim, generator=rng), None
+    z = torch.randn(N_CLASSES * GRID_COLUMNS, z_dim, generator=rng)
+    return z, torch.arange(N_CLASSES).repeat_interleave(GRID_COLUMNS)
 
 
 class StopDuringEvaluation(Exception):
@@ -47,14 +69,19 @@ class TrainingRun:
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg, self.out_dir, t = cfg, out_dir, cfg.trainer
         self.device = resolve_device(cfg.device)
+        if self.device.type == "cuda":
+            log.info("training on %s (%s)", self.device, torch.cuda.get_device_name(self.device))
+        elif cfg.device == "auto":
+            log.info("CUDA not available: training on CPU")
         seed_everything(cfg.seed)
         self.trainer = build_trainer(cfg, self.device)
         # Fixed noise from its own generator: the grids stay comparable across runs and resumes.
-        self.fixed_z = torch.randn(
-            N_FIXED, cfg.model.z_dim, generator=torch.Generator().manual_seed(cfg.seed)
-        ).to(self.device)
+        self.fixed_z, self.fixed_y = fixed_noise(cfg.model.z_dim, cfg.cond.name, cfg.seed)
+        self.fixed_z = self.fixed_z.to(self.device)
+        self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
         self.ckpts = CheckpointDir(out_dir / CHECKPOINTS_DIR, keep=t.keep_checkpoints)
         self.session = build_session(cfg, self.device)
+        self._conditional: ConditionalMetrics | None = None  # built at the first evaluation
         self.plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         found = find_resume(t.resume, out_dir, self.device)
         if found is not None:
@@ -184,8 +211,9 @@ class TrainingRun:
 
     def save_grid(self, step: int) -> None:
         png = self.out_dir / SAMPLES_DIR / f"step_{step:06d}.png"
-        with _writing(png):
-            self.logger.images(self.trainer.generate(self.fixed_z), step, png)
+        with _writing(png):  # TensorBoard gets the grid as is; the PNG is enlarged 3x
+            images = self.trainer.generate(self.fixed_z, self.fixed_y)
+            save_grid_png(self.logger.images(images, step), png)
 
     def evaluate(self, step: int, stop: list[int], final: bool = False) -> dict[str, float]:
         """Metrics of G at this step to TensorBoard and results.json; raises
@@ -199,9 +227,12 @@ class TrainingRun:
         """
         curve_n = min(self.cfg.metrics.eval_samples, self.session.n)
         n = self.session.n if final else curve_n
-        draw = sample_fn(self.trainer.generate, self.cfg.model.z_dim, self.device, self.cfg.seed)
+        z_dim, seed, classes = self.cfg.model.z_dim, self.cfg.seed, self.trainer.n_classes
+        draw = sample_fn(self.trainer.generate, z_dim, self.device, seed, classes)
         by_n = self.session.metrics_at(_stoppable(draw, stop), (curve_n, n))
         for size, metrics in by_n.items():
+            if classes:  # label accuracy and intra-FID, on n images with balanced labels
+                metrics.update(self.conditional_metrics(size, stop))
             floor = self.session.floor(size)
             if floor is not None:
                 metrics["fid_floor"], metrics["kid_floor"] = floor["fid"], floor["kid"]
@@ -227,11 +258,24 @@ class TrainingRun:
         """With an EMA generator, the raw G's metrics too (results.json ``metrics_raw``), so the
         difference the average makes is in plain sight."""
         z_dim, seed = self.cfg.model.z_dim, self.cfg.seed
-        draw = sample_fn(self.trainer.generate_raw, z_dim, self.device, seed)
+        draw = sample_fn(
+            self.trainer.generate_raw, z_dim, self.device, seed, self.trainer.n_classes
+        )
         metrics = self.session.metrics(_stoppable(draw, stop), self.session.n)
         for key, value in metrics.items():
             self.logger.scalar(f"metrics_raw/{key}", value, self.trainer.step)
         update_results(self.out_dir, {"metrics_raw": metrics})
+
+    def conditional_metrics(self, n: int, stop: list[int]) -> dict[str, float]:
+        """label_accuracy, intra_fid (and its real floor) of a class-conditional G."""
+        if self._conditional is None:
+            self._conditional = ConditionalMetrics(self.session)
+        labels = balanced_labels(n, self.cfg.seed)
+        if stop:
+            raise StopDuringEvaluation
+        z_dim = self.cfg.model.z_dim
+        images = generate_labeled(self.trainer.generate, z_dim, labels, self.cfg.seed, self.device)
+        return self._conditional(images, labels)
 
     def checkpoint(self) -> None:
         with _writing(self.out_dir / TB_DIR):
@@ -247,34 +291,63 @@ class TrainingRun:
         """The full evaluation of a completed run (a stop signal during it interrupts it)."""
         if self.session is None or self.status != "completed":
             return
+        n, ema = self.session.n, self.trainer.ema is not None
+        log.info("evaluating %s samples%s…", f"{n:,}", " of the EMA G and of G" if ema else "")
+        bar = tqdm(
+            total=n * (2 if ema else 1),
+            disable=None if self.cfg.trainer.progress else True,
+            desc="evaluating",
+            unit="img",
+            dynamic_ncols=True,
+        )
+
+        def counted(method: Any) -> Any:  # the bar (on a terminal) counts the images drawn
+            def draw(z: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+                bar.update(len(z))
+                return method(z, *args, **kwargs)
+
+            return draw
+
+        trainer = self.trainer
+        trainer.generate = counted(trainer.generate)
+        trainer.generate_raw = counted(trainer.generate_raw)
         try:
-            self.metrics = self.evaluate(self.trainer.step, stop, final=True)
-            if self.trainer.ema is not None:
-                self.evaluate_raw(stop)
+            with logging_redirect_tqdm():
+                self.metrics = self.evaluate(self.trainer.step, stop, final=True)
+                if self.trainer.ema is not None:
+                    self.evaluate_raw(stop)
         except StopDuringEvaluation:
             self.status = "interrupted"
+        finally:
+            bar.close()
+            del trainer.generate, trainer.generate_raw  # the methods again
 
     # --- the end ----------------------------------------------------------------------------
 
     def finish(self, stop: list[int]) -> float:
-        """results.json, hparams and the summary line; the sweep objective (lower is better)."""
+        """results.json, HParams, progress.gif, the summary line and (for a run alone) the
+        results table; the sweep objective (lower is better)."""
         results = self.write_results()
-        self.logger.hparams(
-            flat_hparams(self.cfg, run_overrides()),
-            {
-                "hparam/loss_d": self.final.get("loss/D", float("nan")),
-                "hparam/loss_g": self.final.get("loss/G", float("nan")),
-                **{f"hparam/{key}": value for key, value in self.metrics.items()},
-            },
-        )
         self.logger.close()
+        overrides, tags = run_overrides(), self.logger.tags
+        with _writing(self.out_dir / TB_DIR):  # after the run's own events: the newest file
+            record_run(self.out_dir, self.cfg, overrides, results, self.trainer.step, tags)
+        pngs = sorted((self.out_dir / SAMPLES_DIR).glob("step_*.png"))
+        gif = self.out_dir / PROGRESS_GIF
+        try:
+            if pngs:
+                write_progress_gif(pngs, gif)
+        except (OSError, ValueError) as e:  # a picture: say so, the run is still done
+            log.warning("could not write %s: %s", gif, e)
         if stop and self.status == "interrupted":
             raise RunInterrupted(
                 stop[0],
                 f"{signal.Signals(stop[0]).name} at step {self.trainer.step}: checkpoint saved in "
-                f"{self.ckpts.path}; continue with trainer.resume={self.out_dir}",
+                f"{self.ckpts.path}; continue with: {continue_command(overrides, self.out_dir)}",
             )
         log.info("%s", self.summary())
+        if self.metrics and not in_sweep():
+            log.info("%s", results_table(self.metrics, results.get("evaluation")))
         if self.status != "completed":
             return float("nan")
         objective = self.metrics.get("fid", results["final"]["loss_g"])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,14 +30,44 @@ MAX_GRID = 10_000  # images in one PNG grid (3,000 x 3,000 pixels at nrow=100)
 
 
 def sample_fn(
-    G: Callable[[Tensor], Tensor], z_dim: int, device: torch.device | str, seed: int = 0
+    G: Callable[..., Tensor],
+    z_dim: int,
+    device: torch.device | str,
+    seed: int = 0,
+    n_classes: int = 0,
 ) -> Generate:
-    """A ``Generate`` feeding G with z ~ N(0, I) from its own seeded CPU generator.
+    """A ``Generate`` feeding G with z ~ N(0, I) from its own seeded CPU generator; for a
+    class-conditional G (``n_classes`` > 0) also labels drawn uniformly from the same generator.
 
     Put G in eval mode first (or pass a function that does).
     """
     rng = torch.Generator().manual_seed(seed)
-    return lambda batch: G(torch.randn(batch, z_dim, generator=rng).to(device))
+
+    def draw(batch: int) -> Tensor:
+        z = torch.randn(batch, z_dim, generator=rng).to(device)
+        if not n_classes:
+            return G(z)
+        return G(z, torch.randint(n_classes, (batch,), generator=rng).to(device))
+
+    return draw
+
+
+def class_rows(n_classes: int, per_class: int) -> Tensor:
+    """Labels [n_classes · per_class] for a grid with one row per class: 0 0 ... 1 1 ..."""
+    return torch.arange(n_classes).repeat_interleave(per_class)
+
+
+@torch.no_grad()
+def generate_labeled(
+    G: Callable[..., Tensor], z_dim: int, labels: Tensor, seed: int, device: torch.device
+) -> Tensor:
+    """Images [n, 1, 28, 28] on the CPU for the given labels [n], z seeded by ``seed``."""
+    rng = torch.Generator().manual_seed(seed)
+    out = []
+    for y in labels.split(BATCH):
+        z = torch.randn(len(y), z_dim, generator=rng).to(device)
+        out.append(G(z, y.to(device)).cpu())
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -67,13 +98,15 @@ def check_writable(path: Path, name: str) -> None:
         raise GanlabError(f"{name}: cannot write {path} (permission denied in {existing})")
 
 
-def save_samples(images: Tensor, out: Path, nrow: int) -> None:
-    """``.png``: one grid, nrow images per row; ``.npz``: uint8 [n, 28, 28] under "images"."""
+def save_samples(images: Tensor, out: Path, nrow: int, labels: Tensor | None = None) -> None:
+    """``.png``: one grid, nrow images per row; ``.npz``: uint8 [n, 28, 28] under "images"
+    (and the asked-for digits, int64 [n], under "labels" for a conditional generator)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
         save_image(images, out, nrow=nrow, normalize=True, value_range=(-1, 1))
     else:
-        np.savez_compressed(out, images=to_uint8(images)[:, 0].numpy())
+        extra = {} if labels is None else {"labels": labels.cpu().numpy()}
+        np.savez_compressed(out, images=to_uint8(images)[:, 0].numpy(), **extra)
 
 
 @torch.no_grad()
@@ -99,3 +132,63 @@ def stream_npz(draw: Generate, n: int, out: Path) -> None:
     except BaseException:  # Ctrl-C: no half-written file is left behind
         tmp.unlink(missing_ok=True)
         raise
+
+
+# --- pictures of a run ----------------------------------------------------------------------
+
+PROGRESS_GIF = "progress.gif"  # in the run dir: one frame per saved grid
+GRID_SCALE = 3  # saved grids are enlarged (nearest neighbour) so that digits are readable
+GIF_FRAME_MS, GIF_LAST_MS = 400, 2000  # each saved grid, and the last one held longer
+
+
+def save_grid_png(grid: Tensor, path: Path, scale: int = GRID_SCALE) -> None:
+    """A grid ([C, H, W] in [0, 1], as make_grid gives it) as a grayscale PNG, each pixel a
+    ``scale`` x ``scale`` block."""
+    from PIL import Image
+
+    pixels = grid.mul(255).round().clamp(0, 255).to(torch.uint8)[0].numpy()
+    image = Image.fromarray(pixels)  # uint8 [H, W]: mode L
+    if scale != 1:
+        size = (image.width * scale, image.height * scale)
+        image = image.resize(size, Image.Resampling.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def _frame(png: Path, label: str) -> Any:
+    from PIL import Image, ImageDraw
+
+    with Image.open(png) as grid:
+        grid = grid.convert("L")
+    frame = Image.new("L", (grid.width, grid.height + 22), 0)
+    frame.paste(grid, (0, 0))
+    ImageDraw.Draw(frame).text((6, grid.height + 5), label, fill=255)
+    return frame
+
+
+def write_progress_gif(pngs: Sequence[Path], out: Path) -> Path:
+    """One GIF frame per saved grid (``step_000500.png`` ...), in the given order, each
+    labelled with its step; looping, the last frame held longer. Written atomically."""
+    if not pngs:
+        raise ValueError("no grids to animate")
+    frames = [_frame(png, _step_label(png)) for png in pngs]
+    tmp = out.with_name(f".{out.name}.tmp")
+    durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_LAST_MS]
+    try:
+        frames[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=frames[1:],
+            duration=durations,
+            loop=0,
+        )
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _step_label(png: Path) -> str:
+    number = png.stem.rpartition("_")[2]
+    return f"step {int(number):,}" if number.isdigit() else png.stem

@@ -1,29 +1,77 @@
-"""TensorBoard logging that keeps the training loop free of host syncs.
+"""TensorBoard logging that keeps the training loop free of host syncs, and the HParams records.
 
 Scalars are summed on the device between log intervals; ``write`` reads them back once
 (one sync per interval) and writes their means.
+
+HParams are written with the plugin's own protos (``tensorboard.plugins.hparams``): an
+*experiment* declares the columns (order, domains, descriptions, the ones ticked by default)
+and the metrics, and each run adds a *session* (its values) with its end status. The metric
+columns name scalar tags the run logs anyway (``metrics/fid``, ``loss/G``: TensorBoard shows
+their last value), so the Scalars dashboard gets no extra one-point charts. The records go
+to their own event file (``*.hparams``), replaced whenever they are written again: TensorBoard
+keeps the first record of a tag it sees, so a resumed run must not leave its old status.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from tensorboard.plugins.hparams import summary_v2 as hp
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid, save_image
+from torchvision.utils import make_grid
 
 SAMPLES_TAG = "samples"
+HPARAMS_SUFFIX = ".hparams"  # the event file holding a run's (or a sweep's) HParams records
+
+# A run's end, as results.json says it; and as the HParams plugin's session status.
+STATUSES = ("completed", "interrupted", "diverged", "failed")
+_SESSION_STATUS = {
+    "completed": api_pb2.STATUS_SUCCESS,
+    "interrupted": api_pb2.STATUS_UNKNOWN,  # it can be continued
+    "diverged": api_pb2.STATUS_FAILURE,
+    "failed": api_pb2.STATUS_FAILURE,
+}
+Domain = hp.Discrete | hp.IntInterval | hp.RealInterval
+
+
+@dataclass(frozen=True)
+class Column:
+    """One HParams column: this run's value, the domain of all values, what it means.
+
+    ``shown``: ticked by default. TensorBoard lists the columns it is told ``differ`` first
+    (by name) and ticks the first five of the list.
+    """
+
+    name: str
+    value: str | float | int | bool
+    domain: Domain | None = None
+    description: str = ""
+    shown: bool = False
+
+
+@dataclass(frozen=True)
+class MetricColumn:
+    """A metric column: the last value of the run's scalar ``tag``."""
+
+    tag: str
+    description: str = ""
 
 
 class RunLogger:
     def __init__(self, log_dir: Path, purge_step: int | None = None):
         self.log_dir = log_dir
         self.writer: SummaryWriter | None = None
+        self.tags: set[str] = set()  # every scalar tag written (the HParams metric columns)
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
         self.restart(purge_step)
@@ -58,6 +106,7 @@ class RunLogger:
         means = self.means() if means is None else means
         for tag, value in means.items():
             self.writer.add_scalar(tag, value, step)
+        self.tags.update(means)
         self.discard()
         return means
 
@@ -70,60 +119,129 @@ class RunLogger:
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
+        self.tags.add(tag)
 
-    def images(self, images: Tensor, step: int, png: Path | None = None) -> None:
-        """Log a batch in [-1, 1] as one 8-wide grid, to TensorBoard and optionally a PNG."""
+    def images(self, images: Tensor, step: int) -> Tensor:
+        """Log a batch in [-1, 1] as one 8-wide grid; return the grid ([3, H, W] in [0, 1])."""
         grid = make_grid(images.detach().float().cpu(), nrow=8, normalize=True, value_range=(-1, 1))
         self.writer.add_image(SAMPLES_TAG, grid, step)
-        if png is not None:
-            png.parent.mkdir(parents=True, exist_ok=True)
-            save_image(grid, png)
-
-    def hparams(self, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-        # run_name="." keeps the hparams in this run's folder instead of a timestamped sub-run.
-        self.writer.add_hparams(hparams, metrics, run_name=".")
+        return grid
 
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
 
 
-def flat_hparams(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The knobs a sweep compares, as TensorBoard HParams wants them (scalars and strings):
-    the usual ones, plus every command-line override of this run (its swept keys)."""
-    hparams: dict[str, Any] = {
-        "loss": cfg.loss.name,
-        "model": cfg.model.name,
-        "seed": cfg.seed,
-        "lr": cfg.optimizer.lr,
-        "optimizer": cfg.optimizer.name,
-        **(
-            {"beta1": cfg.optimizer.betas[0], "beta2": cfg.optimizer.betas[1]}
-            if cfg.optimizer.betas is not None
-            else {}
-        ),
-        "penalty": cfg.penalty.name,
-        "ema": cfg.trainer.ema,
-        "batch_size": cfg.trainer.batch_size,
-        "n_critic": cfg.trainer.n_critic,
-        "steps": cfg.trainer.steps,
-        "z_dim": cfg.model.z_dim,
-        "data": cfg.data.name,
-    }
-    for override in overrides:
-        key, sep, value = override.lstrip("+~").partition("=")
-        if sep and not key.startswith("hydra"):
-            hparams.setdefault(key, _scalar(value))
-    return hparams
-
-
-def _scalar(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def run_overrides() -> list[str]:
     """This job's command-line overrides (empty outside a Hydra run, e.g. under compose)."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def in_sweep() -> bool:
+    """True in a job of a Hydra multirun (``-m``)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+# --- HParams records ------------------------------------------------------------------------
+
+
+def _summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    summary = Summary()
+    summary.value.add(
+        tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR
+    )
+    return summary
+
+
+def _data_type(value: Any) -> int:
+    if isinstance(value, bool):
+        return api_pb2.DATA_TYPE_BOOL
+    if isinstance(value, int | float):
+        return api_pb2.DATA_TYPE_FLOAT64
+    return api_pb2.DATA_TYPE_STRING
+
+
+def experiment_summary(columns: Sequence[Column], metrics: Sequence[MetricColumn]) -> Summary:
+    """The experiment: every column in order, with its domain and description, and the metrics."""
+    infos = []
+    for column in columns:
+        info = api_pb2.HParamInfo(
+            name=column.name,
+            description=column.description,
+            type=_data_type(column.value),
+            differs=column.shown,
+        )
+        if column.domain is not None:
+            column.domain.update_hparam_info(info)
+        infos.append(info)
+    experiment = api_pb2.Experiment(
+        hparam_infos=infos,
+        metric_infos=[
+            api_pb2.MetricInfo(
+                name=api_pb2.MetricName(tag=m.tag), display_name=m.tag, description=m.description
+            )
+            for m in metrics
+        ],
+        time_created_secs=time.time(),
+    )
+    return _summary(
+        metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)
+    )
+
+
+def session_summaries(
+    columns: Sequence[Column],
+    status: str,
+    group_name: str = "",
+    times: tuple[float, float] | None = None,
+) -> list[Summary]:
+    """A run's session: its value of each column, then its end status. ``group_name`` is
+    the dashboard's Trial ID (TensorBoard shows the run's path when it is empty; sessions
+    sharing one are shown as one row). ``times``: start and end, seconds since the epoch."""
+    start_time, end_time = times or (time.time(), time.time())
+    start = plugin_data_pb2.SessionStartInfo(group_name=group_name, start_time_secs=start_time)
+    for column in columns:
+        value = start.hparams[column.name]
+        if isinstance(column.value, bool):
+            value.bool_value = column.value
+        elif isinstance(column.value, int | float):
+            value.number_value = column.value
+        else:
+            value.string_value = str(column.value)
+    end = plugin_data_pb2.SessionEndInfo(status=_SESSION_STATUS[status], end_time_secs=end_time)
+    return [
+        _summary(
+            metadata.SESSION_START_INFO_TAG,
+            plugin_data_pb2.HParamsPluginData(session_start_info=start),
+        ),
+        _summary(
+            metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end)
+        ),
+    ]
+
+
+def write_hparams(log_dir: Path, summaries: Sequence[Summary], step: int = 0) -> None:
+    """Replace ``log_dir``'s HParams event file with one holding ``summaries`` at ``step``
+    (write it after the run's own writer is closed: it is then the newest file)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
+        old.unlink()
+    writer = SummaryWriter(str(log_dir), filename_suffix=HPARAMS_SUFFIX)
+    try:
+        for summary in summaries:
+            writer.file_writer.add_summary(summary, step)
+    finally:
+        writer.close()
+
+
+def read_experiment(log_dir: Path) -> api_pb2.Experiment | None:
+    """The experiment in ``log_dir``'s HParams event file, if it holds one."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    for path in sorted(log_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == metadata.EXPERIMENT_TAG:
+                    content = value.metadata.plugin_data.content
+                    return plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    return None

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganlab.auxiliary import TERMS
 from ganlab.data import MNIST
 from ganlab.ema import EMA
 from ganlab.losses import GANLoss
+from ganlab.models.layers import N_CLASSES
 from ganlab.penalties import PENALTIES, clip_weights_
 
 
@@ -33,6 +35,8 @@ class Objective:
     aux: dict[str, float] = field(default_factory=dict)  # term name -> weight
     margin: float = 1.0  # the contrastive term's margin
     backbone: nn.Module | None = None  # frozen network with features(x), for "backbone" terms
+    cond: str = "none"  # class conditioning: none, projection or acgan
+    cond_weight: float = 1.0  # acgan: weight of the class cross-entropy
 
     def __post_init__(self) -> None:
         self.aux = {name: w for name, w in self.aux.items() if w}
@@ -71,22 +75,22 @@ class Trainer:
     def d_step(self) -> dict[str, Tensor]:
         """D: push real scores up and generated scores down (by the loss's measure)."""
         obj = self.objective
-        real = self.data.sample(self.batch_size)  # [B, 1, 28, 28], fresh for every D step
+        real, y_real = self._real()  # [B, 1, 28, 28] (and labels [B]), fresh every D step
         with torch.no_grad():
-            fake = self.G(self.noise(self.batch_size))
-        real_features, real_logits = self._score(real)  # [B, F] or None, [B]
-        fake_features, fake_logits = self._score(fake)
+            fake, y_fake = self._fake()
+        real_features, real_logits = self._score(real, y_real)  # [B, F] or None, [B]
+        fake_features, fake_logits = self._score(fake, y_fake)
         loss = obj.loss.d(real_logits, fake_logits)
         logs = {"D/real": real_logits.mean(), "D/fake": fake_logits.mean()}
-        aux = self._aux("D", (real, real_features), (fake, fake_features), logs)
-        loss = loss if aux is None else loss + aux
         if obj.loss.estimates_wasserstein:
             logs["wasserstein/estimate"] = real_logits.mean() - fake_logits.mean()
-        penalty, due = PENALTIES[obj.penalty], self.d_updates % obj.penalty_every == 0
-        if penalty is not None and obj.penalty_weight > 0 and due:
-            value = penalty.fn(self.D, real, fake).mean()
-            loss = loss + penalty.scale * obj.penalty_weight * obj.penalty_every * value
-            logs[f"penalty/{obj.penalty}"] = value
+        extras = (
+            self._aux("D", (real, real_features), (fake, fake_features), logs),
+            self._acgan([(real_features, y_real), (fake_features, y_fake)], logs, "cond/acgan_D"),
+            self._penalty(real, fake, y_real, y_fake, logs),
+        )
+        for extra in extras:
+            loss = loss if extra is None else loss + extra
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_D.step()
@@ -99,17 +103,21 @@ class Trainer:
     def g_step(self) -> dict[str, Tensor]:
         """G: make D score generated images as real (and match features, if asked to)."""
         obj = self.objective
-        fake = self.G(self.noise(self.batch_size))
-        fake_features, fake_logits = self._score(fake)
+        fake, y_fake = self._fake()
+        fake_features, fake_logits = self._score(fake, y_fake)
         real = real_features = real_logits = None
         if obj.loss.g_uses_real or obj.terms("G"):
-            real = self.data.sample(self.batch_size)
+            real, y_real = self._real()
             with torch.no_grad():  # constants for G: no gradient reaches D through them
-                real_features, real_logits = self._score(real)
+                real_features, real_logits = self._score(real, y_real)
         loss = obj.loss.g(fake_logits, real_logits)
         logs: dict[str, Tensor] = {}
-        aux = self._aux("G", (real, real_features), (fake, fake_features), logs)
-        loss = loss if aux is None else loss + aux
+        extras = (
+            self._aux("G", (real, real_features), (fake, fake_features), logs),
+            self._acgan([(fake_features, y_fake)], logs, "cond/acgan_G"),
+        )
+        for extra in extras:
+            loss = loss if extra is None else loss + extra
         self.opt_G.zero_grad(set_to_none=True)
         # inputs=: gradients for G only, none for D or the frozen backbone.
         loss.backward(inputs=list(self.G.parameters()))
@@ -120,11 +128,51 @@ class Trainer:
         logs["loss/G"] = loss
         return logs
 
-    def _score(self, x: Tensor) -> tuple[Tensor | None, Tensor]:
-        """D's features (only when an auxiliary term reads them) and raw scores."""
-        if self.objective.reads_d_features:
-            return self.D(x, return_features=True)
-        return None, self.D(x)
+    # --- the pieces of a step -------------------------------------------------------------
+
+    def _real(self) -> tuple[Tensor, Tensor | None]:
+        """A fresh real batch, with its labels when the run is class-conditional."""
+        if self.objective.cond == "none":
+            return self.data.sample(self.batch_size), None
+        return self.data.sample_labeled(self.batch_size)
+
+    def _fake(self) -> tuple[Tensor, Tensor | None]:
+        """G(z), and when conditional G(z, y) with y drawn uniformly from the 10 classes."""
+        z = self.noise(self.batch_size)
+        if self.objective.cond == "none":
+            return self.G(z), None
+        y = torch.randint(N_CLASSES, (self.batch_size,), device=z.device)
+        return self.G(z, y), y
+
+    def _score(self, x: Tensor, y: Tensor | None) -> tuple[Tensor | None, Tensor]:
+        """D's features (only when something reads them) and raw scores."""
+        if self.objective.reads_d_features or self.objective.cond == "acgan":
+            return self.D(x, y, return_features=True)
+        return None, self.D(x) if y is None else self.D(x, y)
+
+    def _acgan(
+        self, pairs: list[tuple[Tensor, Tensor]], logs: dict[str, Tensor], tag: str
+    ) -> Tensor | None:
+        """AC-GAN: weight · Σ CE(D's class logits, y) over (features, labels) pairs."""
+        if self.objective.cond != "acgan":
+            return None
+        ce = sum(F.cross_entropy(self.D.classify(features), y) for features, y in pairs)
+        logs[tag] = ce
+        return self.objective.cond_weight * ce
+
+    def _penalty(
+        self, real: Tensor, fake: Tensor, y_real: Tensor | None, y_fake: Tensor | None, logs
+    ) -> Tensor | None:
+        """scale · weight · mean(penalty) on the due D steps (every ``penalty_every``)."""
+        obj = self.objective
+        penalty = PENALTIES[obj.penalty]
+        if penalty is None or obj.penalty_weight <= 0 or self.d_updates % obj.penalty_every:
+            return None
+        y = y_real if penalty.labels == "real" else y_fake
+        D = self.D if y is None else (lambda x: self.D(x, y))
+        value = penalty.fn(D, real, fake).mean()
+        logs[f"penalty/{obj.penalty}"] = value
+        return penalty.scale * obj.penalty_weight * obj.penalty_every * value
 
     def _aux(
         self,
@@ -152,24 +200,29 @@ class Trainer:
         return total
 
     @property
+    def n_classes(self) -> int:
+        """10 for a class-conditional run, 0 otherwise."""
+        return 0 if self.objective.cond == "none" else N_CLASSES
+
+    @property
     def generator_name(self) -> str:
         """Which generator ``generate`` uses: "ema" (when on) or "raw"."""
         return "raw" if self.ema is None else "ema"
 
     @torch.no_grad()
-    def generate(self, z: Tensor, raw: bool = False) -> Tensor:
-        """Images for z from the EMA generator when there is one (unless ``raw``), else from
-        G in eval mode (BatchNorm running statistics)."""
-        if self.ema is not None and not raw:
-            return self.ema.generator()(z)
-        self.G.eval()
+    def generate(self, z: Tensor, y: Tensor | None = None, raw: bool = False) -> Tensor:
+        """Images for z (and labels y, when conditional) from the EMA generator when there is
+        one (unless ``raw``), else from G in eval mode (BatchNorm running statistics)."""
+        G = self.ema.generator() if self.ema is not None and not raw else self.G
+        G.eval()
         try:
-            return self.G(z)
+            return G(z) if y is None else G(z, y)
         finally:
-            self.G.train()
+            if G is self.G:
+                self.G.train()
 
-    def generate_raw(self, z: Tensor) -> Tensor:
-        return self.generate(z, raw=True)
+    def generate_raw(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.generate(z, y, raw=True)
 
     def state_dict(self) -> dict[str, Any]:
         return {

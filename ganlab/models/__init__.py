@@ -19,7 +19,7 @@ from torch import nn
 
 from ganlab.errors import GanlabError
 from ganlab.models import dcgan, mlp
-from ganlab.models.layers import INITS, dcgan_init_
+from ganlab.models.layers import CONDITIONINGS, INITS, N_CLASSES, dcgan_init_
 
 # name -> (Generator, Discriminator) classes; model.generator / model.discriminator are
 # their keyword arguments (G also gets model.z_dim).
@@ -28,6 +28,7 @@ MODELS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "dcgan": (dcgan.Generator, dcgan.Discriminator),
 }
 IGNORED_KEYS = ("_target_",)  # written by ganlab < 0.2 into configs and checkpoints
+INJECTED = ("z_dim", "n_classes", "cond")  # set from model.z_dim and cond.name, not by hand
 
 
 def _positive_int(value: Any) -> bool:
@@ -38,7 +39,7 @@ def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
     """``given`` checked against cls's keyword arguments: known names, positive integers
     (or non-empty lists of them, e.g. MLP widths)."""
     params = inspect.signature(cls.__init__).parameters
-    allowed = [p for p in params if p not in ("self", "z_dim")]
+    allowed = [p for p in params if p not in ("self", *INJECTED)]
     if given is None:
         return {}
     if not isinstance(given, Mapping):
@@ -61,8 +62,11 @@ def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
     return kwargs
 
 
-def build_models(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of the registered ``model.name`` with ``model.generator`` / ``discriminator``."""
+def build_models(model_cfg: Mapping[str, Any], cond: str = "none") -> tuple[nn.Module, nn.Module]:
+    """(G, D) of the registered ``model.name`` with ``model.generator`` / ``discriminator``;
+    ``cond`` (``CONDITIONINGS``) makes both class-conditional."""
+    if cond not in CONDITIONINGS:
+        raise GanlabError(f"unknown cond {cond!r}; choose one of {', '.join(CONDITIONINGS)}")
     if isinstance(model_cfg, DictConfig):
         model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
     if not isinstance(model_cfg, Mapping):
@@ -77,8 +81,10 @@ def build_models(model_cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module]:
     init = model_cfg.get("init", "default")
     if init not in INITS:
         raise GanlabError(f"invalid value for model.init: {init!r} (one of {', '.join(INITS)})")
-    G = G_cls(z_dim=z_dim, **_arguments(G_cls, "model.generator", model_cfg.get("generator")))
-    D = D_cls(**_arguments(D_cls, "model.discriminator", model_cfg.get("discriminator")))
+    G_args = _arguments(G_cls, "model.generator", model_cfg.get("generator"))
+    D_args = _arguments(D_cls, "model.discriminator", model_cfg.get("discriminator"))
+    G = G_cls(z_dim=z_dim, n_classes=N_CLASSES if cond != "none" else 0, **G_args)
+    D = D_cls(cond=cond, **D_args)
     if init == "dcgan":
         dcgan_init_(G)
         dcgan_init_(D)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ganlab.models.layers import spectralize
+from ganlab.models.layers import (
+    LABEL_EMBEDDING,
+    ConditionalHead,
+    Critic,
+    LabelInput,
+    spectralize,
+)
 
 
 class Generator(nn.Module):
     """z [N, z_dim] -> [N, 2c, 7, 7] -> [N, c, 14, 14] -> [N, 1, 28, 28] in [-1, 1]."""
 
-    def __init__(self, z_dim: int = 100, channels: int = 64):
+    def __init__(self, z_dim: int = 100, channels: int = 64, n_classes: int = 0):
         super().__init__()
         c = channels
-        self.z_dim = z_dim
+        self.z_dim, self.n_classes = z_dim, n_classes
+        width = z_dim + (LABEL_EMBEDDING if n_classes else 0)  # [z, embed(y)] when conditional
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(z_dim, 2 * c, 7, 1, 0, bias=False),  # [N, 2c, 7, 7]
+            nn.ConvTranspose2d(width, 2 * c, 7, 1, 0, bias=False),  # [N, 2c, 7, 7]
             nn.BatchNorm2d(2 * c),
             nn.ReLU(True),
             nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False),  # [N, c, 14, 14]
@@ -25,18 +32,23 @@ class Generator(nn.Module):
             nn.Tanh(),
         )
 
-    def forward(self, z: Tensor) -> Tensor:
+        if n_classes:  # created last: an unconditional G draws the same initial weights
+            self.label_input = LabelInput(n_classes)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.n_classes:
+            z = self.label_input(z, y)
         return self.net(z.view(z.shape[0], -1, 1, 1))
 
 
-class Discriminator(nn.Module):
+class Discriminator(Critic):
     """[N, 1, 28, 28] -> [N, c, 14, 14] -> [N, 2c, 7, 7] -> raw score [N].
 
     No BatchNorm: it would couple the samples of a batch, which breaks the per-sample
     gradient penalty and lets D tell real from fake batches by their statistics.
     """
 
-    def __init__(self, channels: int = 64, spectral_norm: bool = False):
+    def __init__(self, channels: int = 64, spectral_norm: bool = False, cond: str = "none"):
         super().__init__()
         c = channels
         self.body = nn.Sequential(
@@ -47,15 +59,7 @@ class Discriminator(nn.Module):
             nn.Flatten(),  # [N, 2c * 49]
         )
         self.head = nn.Linear(2 * c * 7 * 7, 1)
+        if cond != "none":  # created last: an unconditional D draws the same initial weights
+            self.conditional = ConditionalHead(cond, 2 * c * 7 * 7)
         if spectral_norm:  # D only: a Lipschitz bound for the critic
             spectralize(self)
-
-    def features(self, x: Tensor) -> Tensor:
-        """The flattened last conv layer [N, 2c*49]: what feature matching compares."""
-        return self.body(x)
-
-    def forward(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Raw scores [N]; with ``return_features``, (features, scores) from the same pass."""
-        features = self.body(x)
-        scores = self.head(features).squeeze(1)
-        return (features, scores) if return_features else scores

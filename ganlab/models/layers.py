@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 INITS = ("default", "dcgan")  # model.init: PyTorch's own, or Radford et al. 2016's N(0, 0.02)
@@ -30,3 +31,73 @@ def dcgan_init_(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+CONDITIONINGS = ("none", "projection", "acgan")  # cond.name
+N_CLASSES = 10
+LABEL_EMBEDDING = 32  # width of G's learned class embedding, concatenated to z
+
+
+class LabelInput(nn.Module):
+    """G's class input: [z, embed(y)] (a learned embedding concatenated to the noise)."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.embed = nn.Embedding(n_classes, LABEL_EMBEDDING)
+
+    def forward(self, z: Tensor, y: Tensor | None) -> Tensor:
+        if y is None:
+            raise ValueError("a class-conditional generator needs labels y")
+        return torch.cat([z, self.embed(y)], dim=1)
+
+
+class ConditionalHead(nn.Module):
+    r"""What D adds for a conditioning, on its last hidden features φ(x) [N, F]:
+
+    - ``projection`` (Miyato & Koyama 2018): score + ⟨embed(y), φ(x)⟩;
+    - ``acgan`` (Odena et al. 2017): a 10-way class head, ``classify(φ(x))`` -> logits.
+    """
+
+    def __init__(self, cond: str, features: int, n_classes: int = N_CLASSES):
+        super().__init__()
+        self.cond = cond
+        if cond == "projection":
+            self.embed = nn.Embedding(n_classes, features)
+            # Small, as in the SN-GAN code (Glorot): N(0, 1) rows over thousands of features
+            # would make the projection term dwarf D's score at the start.
+            nn.init.xavier_uniform_(self.embed.weight)
+        elif cond == "acgan":
+            self.classes = nn.Linear(features, n_classes)
+
+    def score(self, scores: Tensor, features: Tensor, y: Tensor | None) -> Tensor:
+        if self.cond != "projection":
+            return scores
+        if y is None:
+            raise ValueError("a projection discriminator needs labels y")
+        return scores + (self.embed(y) * features).sum(1)
+
+    def classify(self, features: Tensor) -> Tensor:
+        return self.classes(features)
+
+
+class Critic(nn.Module):
+    """What every D shares: ``body`` (x -> last hidden features), ``head`` (-> one raw score)
+    and, for a conditional D, ``conditional`` (a ConditionalHead)."""
+
+    body: nn.Module
+    head: nn.Module
+
+    def forward(
+        self, x: Tensor, y: Tensor | None = None, return_features: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Raw scores [N] (given labels y when conditional); with ``return_features``,
+        (features, scores) from the same pass."""
+        features = self.body(x)
+        scores = self.head(features).squeeze(1)
+        if hasattr(self, "conditional"):
+            scores = self.conditional.score(scores, features, y)
+        return (features, scores) if return_features else scores
+
+    def classify(self, features: Tensor) -> Tensor:
+        """ACGAN's class logits [N, 10] from ``features``."""
+        return self.conditional.classify(features)

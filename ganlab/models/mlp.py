@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ganlab.models.layers import spectralize
+from ganlab.models.layers import (
+    LABEL_EMBEDDING,
+    ConditionalHead,
+    Critic,
+    LabelInput,
+    spectralize,
+)
 
 
 def _stack(sizes: Sequence[int]) -> list[nn.Module]:
@@ -19,31 +25,30 @@ def _stack(sizes: Sequence[int]) -> list[nn.Module]:
 class Generator(nn.Module):
     """z [N, z_dim] -> hidden... -> 784 -> tanh -> images [N, 1, 28, 28] in [-1, 1]."""
 
-    def __init__(self, z_dim: int = 100, hidden: Sequence[int] = (128, 256)):
+    def __init__(self, z_dim: int = 100, hidden: Sequence[int] = (128, 256), n_classes: int = 0):
         super().__init__()
-        self.z_dim = z_dim
-        self.net = nn.Sequential(*_stack([z_dim, *hidden]), nn.Linear(hidden[-1], 784), nn.Tanh())
+        self.z_dim, self.n_classes = z_dim, n_classes
+        width = z_dim + (LABEL_EMBEDDING if n_classes else 0)  # [z, embed(y)] when conditional
+        self.net = nn.Sequential(*_stack([width, *hidden]), nn.Linear(hidden[-1], 784), nn.Tanh())
+        if n_classes:  # created last: an unconditional G draws the same initial weights
+            self.label_input = LabelInput(n_classes)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.n_classes:
+            z = self.label_input(z, y)
         return self.net(z).view(-1, 1, 28, 28)
 
 
-class Discriminator(nn.Module):
+class Discriminator(Critic):
     """images [N, 1, 28, 28] -> 784 -> hidden... (``features``) -> raw score [N]."""
 
-    def __init__(self, hidden: Sequence[int] = (256, 128), spectral_norm: bool = False):
+    def __init__(
+        self, hidden: Sequence[int] = (256, 128), spectral_norm: bool = False, cond: str = "none"
+    ):
         super().__init__()
         self.body = nn.Sequential(nn.Flatten(), *_stack([784, *hidden]))
         self.head = nn.Linear(hidden[-1], 1)
+        if cond != "none":  # created last: an unconditional D draws the same initial weights
+            self.conditional = ConditionalHead(cond, hidden[-1])
         if spectral_norm:  # D only: a Lipschitz bound for the critic
             spectralize(self)
-
-    def features(self, x: Tensor) -> Tensor:
-        """The last hidden layer [N, hidden[-1]]: what feature matching compares."""
-        return self.body(x)
-
-    def forward(self, x: Tensor, return_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Raw scores [N]; with ``return_features``, (features, scores) from the same pass."""
-        features = self.body(x)
-        scores = self.head(features).squeeze(1)
-        return (features, scores) if return_features else scores

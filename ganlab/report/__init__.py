@@ -5,8 +5,9 @@ Reads every run's ``results.json`` and TensorBoard scalars and writes, next to t
 - ``report.md``: one row per group (by default per loss) with mean ± sd of each metric over
   the group's successful seeds, the best run, the failed runs and why, the plots;
 - ``report.csv``: the same table, one numeric column per statistic (``fid_mean``, ``fid_sd``);
-- ``curves.png``, ``final_box.png``, ``samples.png``: the metric (and the losses) against the
-  step with a band over seeds, the final primary metric per group, the best run's samples.
+- ``curves.png``, ``final_box.png``, ``samples.png``, ``progress.png``: the metric (and the
+  losses) against the step with a band over seeds (dots where a curve has few points), the
+  final primary metric per group, the best run's last samples, and its samples over training.
 
 ``collect_runs`` (runs) → ``summarize`` (summary) → ``write_report`` (render, with plots) are
 importable; ``main`` (``__main__``) is the console script.

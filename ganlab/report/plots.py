@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ganlab.report.runs import last_sample, metric_value, read_scalars, step_of
+from ganlab.report.runs import last_sample, metric_value, read_scalars, samples, step_of
 from ganlab.report.summary import GroupRow, better
 
 DPI = 120
+MARKED_POINTS = 3  # curves with this many points or fewer are drawn with markers
+STRIP_COLUMNS = 6  # grids per group in the progress strip, evenly spaced over training
 # The TensorBoard tags of the losses (see ARCHITECTURE.md), by their name in results.json.
 LOSS_TAGS = {"final.loss_g": "loss/G", "final.loss_d": "loss/D"}
 
@@ -76,8 +78,14 @@ def plot_curves(rows: Sequence[GroupRow], primary: str, group_by: str, path: Pat
                 continue
             steps, mean, low, high = _band(curves)
             label = f"{row.group} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
-            ax.plot(steps, mean, color=colors[row.group], lw=1.8, label=label)
-            ax.fill_between(steps, low, high, color=colors[row.group], alpha=0.2, lw=0)
+            # A series of a few points (one: the final evaluation) is drawn as dots: a line
+            # through one point is invisible.
+            marker = "o" if len(steps) <= MARKED_POINTS else None
+            ax.plot(steps, mean, color=colors[row.group], lw=1.8, label=label, marker=marker)
+            if len(steps) > 1:
+                ax.fill_between(steps, low, high, color=colors[row.group], alpha=0.2, lw=0)
+            else:  # the band of one point: its min-max as a bar
+                ax.vlines(steps, low, high, color=colors[row.group], alpha=0.35, lw=6)
         ax.set(title=tag, xlabel="step (G updates)", ylabel=tag)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
         ax.grid(alpha=0.3)
@@ -165,12 +173,51 @@ def plot_samples(rows: Sequence[GroupRow], path: Path) -> Path | None:
     return path
 
 
+def _spaced(grids: Sequence[Path], n: int) -> list[Path]:
+    """``n`` of the grids, evenly spaced, the first and the last included."""
+    if len(grids) <= n:
+        return list(grids)
+    picks = np.linspace(0, len(grids) - 1, n).round().astype(int)
+    return [grids[i] for i in dict.fromkeys(picks.tolist())]
+
+
+def plot_progress(rows: Sequence[GroupRow], path: Path) -> Path | None:
+    """A strip per group: the saved grids of its best run (else of a failed one) over
+    training, up to ``STRIP_COLUMNS`` of them from the first to the last."""
+    from matplotlib.image import imread
+
+    strips = []
+    for row in rows:
+        run = row.best or next((r for r in row.runs if samples(r.path)), None)
+        grids = _spaced(samples(run.path), STRIP_COLUMNS) if run is not None else []
+        strips.append((row, run, grids))
+    if not any(grids for _, _, grids in strips):
+        return None
+    cols = max(len(grids) for _, _, grids in strips)
+    fig = _figure(2.1 * cols + 1.2, 2.4 * len(strips))
+    axes = fig.subplots(len(strips), cols, squeeze=False)
+    for (row, run, grids), line in zip(strips, axes, strict=True):
+        for i, ax in enumerate(line):
+            ax.set_axis_off()
+            if i < len(grids):
+                ax.imshow(imread(grids[i]), cmap="gray", interpolation="nearest")
+                ax.set_title(f"step {step_of(grids[i]):,}", fontsize="small")
+        who = "" if run is None else f"\n{'best: ' if run is row.best else 'failed: '}{run.label}"
+        line[0].text(-0.08, 0.5, f"{row.group}{who}", transform=line[0].transAxes,
+                     ha="right", va="center", fontsize="small")  # fmt: skip
+    fig.suptitle("Samples over training (one fixed noise batch per run)")
+    fig.savefig(path)
+    return path
+
+
 def draw_plots(
     rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: Path
 ) -> dict[str, Path | None]:
-    """All three figures into ``out_dir``, by name: ``curves``, ``final_box``, ``samples``."""
+    """All the figures into ``out_dir``, by name: ``curves``, ``final_box``, ``samples``,
+    ``progress``."""
     return {
         "curves": plot_curves(rows, primary, group_by, out_dir / "curves.png"),
         "final_box": plot_final_box(rows, primary, group_by, out_dir / "final_box.png"),
         "samples": plot_samples(rows, out_dir / "samples.png"),
+        "progress": plot_progress(rows, out_dir / "progress.png"),
     }

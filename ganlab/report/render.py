@@ -146,6 +146,7 @@ def render_markdown(
         "curves": "Training curves (mean over seeds, band min–max)",
         "final_box": f"Final `{primary}` per {group_by}",
         "samples": f"Samples of each {group_by}'s best run",
+        "progress": f"Samples over training, each {group_by}'s best run",
     }
     for key, caption in captions.items():
         png = plots.get(key)

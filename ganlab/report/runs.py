@@ -152,6 +152,11 @@ def last_sample(run_dir: Path) -> Path | None:
     return max((run_dir / SAMPLES_DIR).glob("*.png"), key=step_of, default=None)
 
 
+def samples(run_dir: Path) -> list[Path]:
+    """The run's saved grids, by step."""
+    return sorted((run_dir / SAMPLES_DIR).glob("*.png"), key=step_of)
+
+
 # --- values in results.json -----------------------------------------------------------------
 
 _ABSENT = object()  # _lookup's answer for a key that is not there (None is a null)

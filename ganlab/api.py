@@ -1,0 +1,146 @@
+"""ganlab from Python: train a run as ``python -m ganlab.train`` does, and get its results.
+
+>>> from ganlab.api import train
+>>> results = train(["model=mlp", "trainer.steps=3000"])      # doctest: +SKIP
+>>> results["status"], results["metrics"]["fid"], results["run_dir"]  # doctest: +SKIP
+
+``overrides`` are the command line's (``loss=hinge``, ``trainer.steps=500``,
+``+aux.feature_matching=1``); or pass a composed ``cfg`` (``compose_config(overrides)``, then
+edit it). The run folder is named as the command line names it
+(``outputs/<date>/<HH-MM-SS>_<loss>_<model>`` under the working directory) unless ``out_dir``
+is given, and holds the same files (``.hydra/``, ``train.log``, ``results.json``, ``tb/``,
+``samples/``, ``progress.gif``, ``checkpoints/``). The log lines go to ``train.log`` and, when
+the program configured no logging of its own (a script, a notebook), to the console.
+
+A wrong value raises ``GanlabError`` (one line naming the key) before any folder is made; a
+misspelt key raises Hydra's ``ConfigCompositionException``; Ctrl-C saves a checkpoint and
+raises ``RunInterrupted``. A diverged run returns its results (``status: diverged``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ganlab.claim import holds_a_run, refusal
+from ganlab.config import config_dir, validate
+from ganlab.errors import GanlabError
+from ganlab.rundir import read_results
+from ganlab.train import train as train_in
+
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
+    """The config with Hydra's own node (run dir, overrides), as a command line composes it."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(
+            version_base="1.3", config_dir=str(config_dir()), job_name="ganlab"
+        ):
+            return compose("config", overrides=list(overrides), return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _task(full: DictConfig) -> DictConfig:
+    """The run's config: ``full`` without Hydra's node, as the command line passes it on."""
+    cfg = copy.deepcopy(full)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config ``python -m ganlab.train <overrides>`` runs (without Hydra's own node)."""
+    return _task(_compose(overrides))
+
+
+@contextmanager
+def _logging_to(log_file: Path, console: bool) -> Iterator[None]:
+    """ganlab's INFO lines into ``log_file`` and, if asked, onto stdout, for the call."""
+    logger = logging.getLogger("ganlab")
+    handlers: list[logging.Handler] = [logging.FileHandler(log_file)]
+    # Hydra prints on stdout; a program that set up logging keeps its own console handlers.
+    if console and not logging.getLogger().handlers:
+        handlers.append(logging.StreamHandler(sys.stdout))
+    level = logger.level
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if level == logging.NOTSET else level)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+
+
+@contextmanager
+def _hydra_config(full: DictConfig) -> Iterator[None]:
+    """Hydra's node of the config as ``HydraConfig`` for the call, as in a command-line run
+    (the run records its overrides as HParams and in the continue command)."""
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(full)
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = previous
+
+
+def _run_dir(full: DictConfig, cfg: DictConfig) -> Path:
+    """The command line's run folder name (``hydra.run.dir``) for this loss and model."""
+    pattern = OmegaConf.to_container(full.hydra.run, resolve=False)["dir"]
+    names = {"loss": {"name": cfg.loss.name}, "model": {"name": cfg.model.name}}
+    return Path(OmegaConf.create({**names, "dir": pattern}).dir)
+
+
+def _prepare(out_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
+    """The folder and Hydra's record in it (``.hydra/``), as the command line leaves them;
+    a folder holding another run is refused first, unchanged."""
+    t = cfg.trainer
+    if holds_a_run(out_dir) and t.resume != "auto" and not t.overwrite:
+        raise GanlabError(refusal(out_dir))
+    (out_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(overrides)), out_dir / ".hydra" / "overrides.yaml")
+
+
+def train(
+    overrides: Sequence[str] = (),
+    *,
+    cfg: DictConfig | None = None,
+    out_dir: str | Path | None = None,
+    console: bool = True,
+) -> dict[str, Any]:
+    """Train one run; return its ``results.json`` as a dict, plus ``run_dir`` (its folder).
+
+    ``overrides``: as on the command line; ``cfg``: a config from ``compose_config`` (then
+    ``overrides`` only name the run's HParams). ``out_dir``: the run folder (default: named
+    like the command line's, under the working directory). ``console``: also print the log
+    lines (when the program has no logging of its own).
+    """
+    full = _compose(overrides)
+    task = _task(full) if cfg is None else cfg
+    validate(task)  # before any folder is made
+    run_dir = Path(out_dir) if out_dir is not None else _run_dir(full, task)
+    run_dir = run_dir.expanduser().resolve()
+    _prepare(run_dir, task, overrides)
+    with _hydra_config(full), _logging_to(run_dir / "train.log", console):
+        train_in(task, run_dir)
+    return {**read_results(run_dir), "run_dir": str(run_dir)}
+
+
+__all__ = ["compose_config", "train"]
