@@ -50,6 +50,9 @@ from ganlab.sampling import sample_fn
 SHOWN = ("fid", "fid_inf", "kid", "mnist_score", "classes_covered", "precision", "recall")
 ROWS = {"noise": (0.1, 0.2, 0.4, 0.8), "blur": (1.0, 2.0), "erase": (7, 12)}
 SEEDS = (0, 1, 2)
+# How well each classifier still reads digits a young GAN draws speckled: test accuracy under
+# Gaussian noise (σ in [-1, 1] units) and salt and pepper (fraction of pixels).
+ROBUSTNESS = (("noise", 0.2), ("noise", 0.3), ("salt", 0.02), ("salt", 0.05))
 
 
 def timed(fn):
@@ -178,6 +181,7 @@ def compare_features(args, device) -> dict:
         f"v2 {session.classifier_info['weights_sha256'][:12]}": new,
     }
     accuracies = {name: accuracy(net, test.images, test.labels) for name, net in networks.items()}
+    robust = {name: robustness(net, test.images, test.labels) for name, net in networks.items()}
     results = {}
     for name, net in networks.items():
         start = time.perf_counter()
@@ -201,8 +205,29 @@ def compare_features(args, device) -> dict:
         print(f"{name}: {100 * accuracies[name]:.2f}% on {test.source}, measured in "
               f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
     print_comparison(results, args.ladder_n)
+    for name, readings in robust.items():
+        shown = ", ".join(f"{k} {v:.2%}" for k, v in readings.items())
+        print(f"{name} test accuracy under {shown}")
     print(f"v1: {old_source}; v2: the current classifier (cached), features {FEATURE_LAYER}")
-    return {"accuracy": accuracies, "candidates": results, "ladders": LADDERS, "seeds": SEEDS}
+    return {
+        "accuracy": accuracies,
+        "robustness": robust,
+        "candidates": results,
+        "ladders": LADDERS,
+        "seeds": SEEDS,
+    }
+
+
+def robustness(net: nn.Module, images, labels) -> dict[str, float]:
+    """Test accuracy with each corruption of ROBUSTNESS (one seeded draw)."""
+    x = to_signed_unit(images)
+    readings = {}
+    for kind, level in ROBUSTNESS:
+        noisy = corrupt(x, kind, level, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            predicted = torch.cat([net(chunk).argmax(1) for chunk in noisy.split(1000)])
+        readings[f"{kind} {level}"] = float((predicted == labels).float().mean())
+    return readings
 
 
 def print_comparison(results: dict, n: int) -> None:

@@ -122,7 +122,7 @@ def test_fid_on_classifier_features_matches_scipy_and_torchmetrics(evaluator, cl
     real = evaluator.real.features.clone()
     fake = evaluator.embed(serve_corrupted(clean[1000:2000], "blur", 1.0), 1000).features
     real[:, :dead], fake[:, :dead] = 0, 0
-    assert (real.std(0) == 0).sum() == dead  # no dead unit (batch norm before the ReLU), or some
+    assert (real.std(0) == 0).sum() == dead  # dense features (pre-ReLU), or dead units
     metric = tm_fid.FrechetInceptionDistance(feature=Given())
     metric.update(real, real=True)
     metric.update(fake, real=False)
@@ -152,10 +152,12 @@ def corrupt(images: torch.Tensor, kind: str, level: float) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("kind", "levels"), [("noise", [0, 0.1, 0.2, 0.4, 0.8]), ("blur", [0, 0.6, 1.0, 1.5, 2.5])]
+    ("kind", "levels"), [("noise", [0, 0.2, 0.4, 0.6, 0.8]), ("blur", [0, 0.6, 1.0, 1.5, 2.5])]
 )
 def test_fid_grows_along_a_corruption_ladder(evaluator, clean, kind, levels):
-    """Other real test images, progressively corrupted, move monotonically away."""
+    """Other real test images, progressively corrupted, move monotonically away. (Noise
+    starts at σ = 0.2: the classifier is trained to read noisy digits, and at n = 1,000 FID on
+    its features does not resolve σ = 0.1 from clean; docs/metrics/README.md.)"""
     fids = []
     for level in levels:
         features = evaluator.embed(serve_corrupted(clean[1000:2000], kind, level), 1000).features

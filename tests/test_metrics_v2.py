@@ -132,6 +132,13 @@ def test_a_run_that_trains_on_the_metrics_classifier_is_flagged(make_cfg, tmp_pa
     assert evaluation["perceptual_backbone_sha256"] != evaluation["classifier_sha256"]
     assert "flags/metric_backbone_used" not in scalars(tmp_path / "clean")
 
+    # The sweep report says which run's metrics are not to be trusted.
+    from ganlab.report import write_report
+
+    lines = write_report(tmp_path, tmp_path / "report").read_text().splitlines()
+    rows = [line for line in lines if "(G trained on the metrics network)" in line]
+    assert len(rows) == 1 and "flagged" in rows[0], lines
+
 
 # --- curves: one sample count per tag, each beside its own floor ------------------------------
 
@@ -255,3 +262,18 @@ def test_the_classifier_reaches_99_percent_trained_on_the_offline_sample(mnist_r
     _, info = train_classifier(sample.images, sample.labels, test.images, test.labels)
     print(f"{info['test_accuracy']:.4f} in {info['train_seconds']} s")
     assert info["num_test"] == 10_000 and info["test_accuracy"] >= 0.99
+
+
+def test_pixel_noise_touches_the_asked_part_of_a_batch_and_stays_in_range():
+    from ganlab.metrics.training import Augmentation, pixel_noise
+
+    x = torch.full((4000, 1, 28, 28), -1.0)  # blank images: any change is the noise
+    aug = Augmentation(noisy_fraction=0.5, noise_sigma=0.3, salt_fraction=0.2)
+    out = pixel_noise(x, torch.Generator().manual_seed(0), aug)
+    changed = (out != x).flatten(1).any(1).float().mean()
+    assert 0.45 < changed < 0.55  # half of the images (a few get a strength of ~0)
+    assert out.min() >= -1 and out.max() <= 1
+    salted = (out == 1).flatten(1).any(1) & ((out > -1) & (out < 1)).flatten(1).sum(1).eq(0)
+    assert 0.2 < salted.float().mean() < 0.3  # a quarter: salt and pepper only (values ±1)
+    off = pixel_noise(x, torch.Generator().manual_seed(0), Augmentation(noisy_fraction=0))
+    assert torch.equal(off, x)

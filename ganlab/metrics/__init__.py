@@ -1,8 +1,8 @@
 """Sample-quality metrics for MNIST GANs, on the features of ganlab's own MNIST classifier.
 
 Inception-based FID needs weights from the internet and means little on digits, so every
-metric here reads the 128-d penultimate features (batch-normed, rectified: no dead unit, full
-rank) or the logits of a small CNN that ganlab trains once and caches with the sha256 of its weights
+metric here reads the 128-d penultimate features (before their ReLU: dense, full rank) or the
+logits of a small CNN that ganlab trains once and caches with the sha256 of its weights
 (``ganlab.metrics.classifier``). G never trains on that network: the perceptual auxiliary
 term uses another one (``ganlab.backbones``), unless a run asks otherwise and is flagged.
 

@@ -52,7 +52,10 @@ def corrupt(x: Tensor, kind: str, level: float, generator: torch.Generator) -> T
         rows, cols = ((pixels >= c) & (pixels < c + side) for c in corner)  # [N, 28] each
         mask = (rows[:, :, None] & cols[:, None, :])[:, None]  # [N, 1, 28, 28]
         return x.masked_fill(mask, BACKGROUND)
-    raise ValueError(f"unknown corruption {kind!r}; one of {', '.join(LADDERS)}")
+    if kind == "salt":  # a fraction ``level`` of the pixels set to ink or background
+        u = torch.rand(x.shape, generator=generator)
+        return torch.where(u < level / 2, 1.0, torch.where(u < level, BACKGROUND, x))
+    raise ValueError(f"unknown corruption {kind!r}; one of {', '.join(LADDERS)}, salt")
 
 
 def effective_rank(features: Tensor) -> float:

@@ -39,10 +39,10 @@ from ganlab.runtime import resolve_device, to_signed_unit
 log = logging.getLogger(__name__)
 
 # Stored with the weights; a change invalidates them (a load says how to rebuild). "v2": three
-# conv blocks with batch norm (no unit of fc128 dies), augmented training; the feature layer
-# was chosen by measurement (scripts/bench_metrics.py --compare-features, docs/metrics/).
-ARCH = "v2 conv24-bn-pool-conv48-bn-pool-conv96-bn-pool-fc128-bn-relu[features]-fc10"
-FEATURE_LAYER = "fc128_post_relu"  # the layer every metric reads (MNISTClassifier.layers)
+# conv blocks with batch norm, augmented training, and the features taken before the ReLU
+# (scripts/bench_metrics.py --compare-features measured the choice: docs/metrics/).
+ARCH = "v2 conv24-bn-pool-conv48-bn-pool-conv96-bn-pool-fc128-bn[features]-relu-fc10"
+FEATURE_LAYER = "fc128_pre_relu"  # the layer every metric reads (MNISTClassifier.layers)
 CACHE_FILE = Path("classifier") / "mnist_cnn.pt"
 PERCEPTUAL_FILE = Path("classifier") / "mnist_perceptual.pt"
 DEFAULT_DATA_ROOT = "~/.cache/ganlab/mnist"  # the data config's default root
@@ -67,11 +67,11 @@ def _conv_block(channels_in: int, channels_out: int) -> list[nn.Module]:
 
 class MNISTClassifier(nn.Module):
     """[N, 1, 28, 28] in [-1, 1] -> three conv blocks (24, 48, 96 channels; 28 -> 14 -> 7 -> 3
-    pixels) -> fc128, batch norm, ReLU: the features -> 10 logits.
+    pixels) -> fc128 with batch norm: the features -> ReLU -> 10 logits.
 
-    The features are ``FEATURE_LAYER`` of ``layers``: fc128 after its batch norm and ReLU.
-    ``layers`` also gives the other candidates (before the ReLU, the pooled conv features, the
-    logits) that ``scripts/bench_metrics.py --compare-features`` measures.
+    The features are ``FEATURE_LAYER`` of ``layers``: fc128 after its batch norm, before
+    the ReLU. ``layers`` also gives the other candidates (after the ReLU, the pooled conv
+    features, the logits) that ``scripts/bench_metrics.py --compare-features`` measures.
     """
 
     num_features = 128

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class Embedding:
     """What the classifier makes of a set of images."""
 
-    features: Tensor  # float64 [N, 128], penultimate layer (fc128, after batch norm and ReLU)
+    features: Tensor  # float64 [N, 128], penultimate layer (before its ReLU)
     logits: Tensor  # float64 [N, 10]
 
     def head(self, n: int) -> Embedding:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ganlab.models.layers import (
-    LABEL_EMBEDDING,
     ConditionalHead,
     Critic,
     LabelInput,
@@ -20,7 +19,7 @@ class Generator(nn.Module):
         super().__init__()
         c = channels
         self.z_dim, self.n_classes = z_dim, n_classes
-        width = z_dim + (LABEL_EMBEDDING if n_classes else 0)  # [z, embed(y)] when conditional
+        width = z_dim  # conditional: z ⊙ embed(y), as wide as z
         self.net = nn.Sequential(
             nn.ConvTranspose2d(width, 2 * c, 7, 1, 0, bias=False),  # [N, 2c, 7, 7]
             nn.BatchNorm2d(2 * c),
@@ -33,7 +32,7 @@ class Generator(nn.Module):
         )
 
         if n_classes:  # created last: an unconditional G draws the same initial weights
-            self.label_input = LabelInput(n_classes)
+            self.label_input = LabelInput(n_classes, z_dim, "product")
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.n_classes:

@@ -35,20 +35,40 @@ def dcgan_init_(module: nn.Module) -> None:
 
 CONDITIONINGS = ("none", "projection", "acgan")  # cond.name
 N_CLASSES = 10
-LABEL_EMBEDDING = 32  # width of G's learned class embedding, concatenated to z
+
+
+LABEL_EMBEDDING = 32  # width of the class embedding G's input concatenates to z
 
 
 class LabelInput(nn.Module):
-    """G's class input: [z, embed(y)] (a learned embedding concatenated to the noise)."""
+    """G's class input, one of two forms (each model family uses the one measured to work):
 
-    def __init__(self, n_classes: int):
+    - ``concat`` (the MLP): [z, embed(y)], a learned 32-d class embedding beside the noise;
+    - ``product`` (the DCGAN): z ⊙ embed(y), the noise scaled element-wise by a learned
+      per-class vector as wide as z.
+
+    Measured on the 5,000-image sample, 1,000 steps, label accuracy on the metrics
+    classifier: with ``concat`` the DCGAN learned to ignore z (its first layer's weights for z
+    shrank to a third of those for the label: every row of the grid one image, projection and
+    acgan alike; 0.23 for acgan), while ``product`` gave rows of varied digits (0.72
+    projection, 0.68 acgan), since a product can't drop z without dropping the class. The MLP
+    is the other way round: 0.71 with ``concat``, 0.18 with ``product`` (acgan).
+    """
+
+    def __init__(self, n_classes: int, z_dim: int, form: str):
         super().__init__()
-        self.embed = nn.Embedding(n_classes, LABEL_EMBEDDING)
+        if form not in ("concat", "product"):
+            raise ValueError(f"label input {form!r}: concat or product")
+        self.form = form
+        self.embed = nn.Embedding(n_classes, LABEL_EMBEDDING if form == "concat" else z_dim)
+        self.width = z_dim + LABEL_EMBEDDING if form == "concat" else z_dim  # what G's net gets
 
     def forward(self, z: Tensor, y: Tensor | None) -> Tensor:
         if y is None:
             raise ValueError("a class-conditional generator needs labels y")
-        return torch.cat([z, self.embed(y)], dim=1)
+        if self.form == "concat":
+            return torch.cat([z, self.embed(y)], dim=1)
+        return z * self.embed(y)
 
 
 class ConditionalHead(nn.Module):

@@ -28,10 +28,10 @@ class Generator(nn.Module):
     def __init__(self, z_dim: int = 100, hidden: Sequence[int] = (128, 256), n_classes: int = 0):
         super().__init__()
         self.z_dim, self.n_classes = z_dim, n_classes
-        width = z_dim + (LABEL_EMBEDDING if n_classes else 0)  # [z, embed(y)] when conditional
+        width = z_dim + (LABEL_EMBEDDING if n_classes else 0)  # conditional: [z, embed(y)]
         self.net = nn.Sequential(*_stack([width, *hidden]), nn.Linear(hidden[-1], 784), nn.Tanh())
         if n_classes:  # created last: an unconditional G draws the same initial weights
-            self.label_input = LabelInput(n_classes)
+            self.label_input = LabelInput(n_classes, z_dim, "concat")
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.n_classes:

@@ -96,6 +96,8 @@ def _runs_table(rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: 
             status = run.results.get("status") or "no results.json"
             if run.failed and status == "completed":
                 status += " (failed)"  # finished, but with a NaN
+            if (run.results.get("evaluation") or {}).get("metric_backbone_used"):
+                status += " (G trained on the metrics network)"  # its metrics can't be trusted
             body.append([_link(run.path, out_dir, run.label), _cell(row.group), status, *cells])
     return _md_table(header, body)
 
