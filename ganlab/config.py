@@ -139,9 +139,7 @@ class MetricsConfig:
 @dataclass
 class AuxParams:
     contrastive_margin: float = 1.0  # real-fake pairs are pushed at least this far apart
-    # mnist_perceptual: a second MNIST net, never the metrics classifier; or vgg19 (needs
-    # downloadable weights), or mnist_classifier (only with allow_metric_backbone)
-    perceptual_backbone: str = "mnist_perceptual"
+    perceptual_backbone: str = "mnist_perceptual"  # a 2nd MNIST net; vgg19; mnist_classifier
     allow_metric_backbone: bool = False  # true: G may train on the metrics network (flagged)
 
 

@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 # (scripts/bench_metrics.py --compare-features measured the choice: docs/metrics/).
 ARCH = "v2 conv24-bn-pool-conv48-bn-pool-conv96-bn-pool-fc128-bn[features]-relu-fc10"
 FEATURE_LAYER = "fc128_pre_relu"  # the layer every metric reads (MNISTClassifier.layers)
-CACHE_FILE = Path("classifier") / "mnist_cnn.pt"
+# The version in the name: an upgrade trains the new classifier beside the old one instead of
+# stopping at a cache that no longer matches (the old file stays, for old results).
+CACHE_FILE = Path("classifier") / "mnist_cnn_v2.pt"
 PERCEPTUAL_FILE = Path("classifier") / "mnist_perceptual.pt"
 DEFAULT_DATA_ROOT = "~/.cache/ganlab/mnist"  # the data config's default root
 BATCH_SIZE, LR = 100, 2e-3
@@ -514,7 +516,7 @@ def load_or_train_classifier(
     download: bool = False,
     force: bool = False,
 ) -> tuple[MNISTClassifier, dict[str, Any]]:
-    """The cached metrics classifier (``<cache>/classifier/mnist_cnn.pt``), trained first if
+    """The cached metrics classifier (``<cache>/classifier/mnist_cnn_v2.pt``), trained first if
     absent (``load_or_train``)."""
     options = {"epochs": epochs, "download": download, "force": force}
     return load_or_train(CLASSIFIER, cache_dir, data_root, device, **options)

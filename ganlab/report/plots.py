@@ -194,7 +194,8 @@ def plot_progress(rows: Sequence[GroupRow], path: Path) -> Path | None:
     if not any(grids for _, _, grids in strips):
         return None
     cols = max(len(grids) for _, _, grids in strips)
-    fig = _figure(2.1 * cols + 1.2, 2.4 * len(strips))
+    # At least ~3 grids wide: the group labels and the title need the room.
+    fig = _figure(2.1 * max(cols, 3) + 1.2, 2.4 * len(strips))
     axes = fig.subplots(len(strips), cols, squeeze=False)
     for (row, run, grids), line in zip(strips, axes, strict=True):
         for i, ax in enumerate(line):
