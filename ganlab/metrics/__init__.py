@@ -36,6 +36,9 @@ DIRECTIONS: dict[str, str] = {
     "density": "max",
     "coverage": "max",
 }
-METRIC_KEYS: tuple[str, ...] = tuple(DIRECTIONS)
+METRIC_KEYS: tuple[str, ...] = tuple(DIRECTIONS)  # what every evaluation returns
+# What a class-conditional run's evaluation adds (ganlab.metrics.conditional; its real floor,
+# intra_fid_floor, is written beside intra_fid as fid_floor is beside fid).
+DIRECTIONS.update({"label_accuracy": "max", "intra_fid": "min"})
 
 __all__ = ["DIRECTIONS", "METRIC_KEYS"]

@@ -15,7 +15,6 @@ from torch import Tensor
 from ganlab.metrics.distances import fid
 from ganlab.metrics.evaluator import serve
 
-DIRECTIONS = {"label_accuracy": "max", "intra_fid": "min", "intra_fid_floor": "min"}
 N_CLASSES = 10
 
 

@@ -29,13 +29,14 @@ DIRECTIONS: dict[str, str] = {
     **METRIC_DIRECTIONS,
     "fid_floor": "min",
     "kid_floor": "min",
+    "intra_fid_floor": "min",
     "final.loss_d": "min",
     "final.loss_g": "min",
     "throughput.it_per_s": "max",
 }
 # Table order: sample-quality metrics first (in this order, unknown ones after), then the
 # training ones.
-METRIC_ORDER = (*METRIC_DIRECTIONS, "fid_floor", "kid_floor")
+METRIC_ORDER = (*METRIC_DIRECTIONS, "fid_floor", "kid_floor", "intra_fid_floor")
 DEFAULT_PRIMARY = ("fid", "final.loss_g")  # the first one present in any results.json
 
 
