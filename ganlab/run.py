@@ -35,6 +35,7 @@ from ganlab.runtime import resolve_device, seed_everything
 from ganlab.sampling import (
     PROGRESS_GIF,
     Generate,
+    class_rows,
     generate_labeled,
     sample_fn,
     save_grid_png,
@@ -56,7 +57,7 @@ def fixed_noise(z_dim: int, cond: str, seed: int) -> tuple[torch.Tensor, torch.T
     if cond == "none":
         return torch.randn(N_FIXED, z_dim, generator=rng), None
     z = torch.randn(N_CLASSES * GRID_COLUMNS, z_dim, generator=rng)
-    return z, torch.arange(N_CLASSES).repeat_interleave(GRID_COLUMNS)
+    return z, class_rows(N_CLASSES, GRID_COLUMNS)
 
 
 class StopDuringEvaluation(Exception):

@@ -32,6 +32,7 @@ from ganlab.checkpoint import load_checkpoint, save_checkpoint
 from ganlab.cli import entry_point
 from ganlab.data import MNIST, expand_root, find_idx, sample_mnist
 from ganlab.errors import GanlabError
+from ganlab.metrics.distances import one_thread
 from ganlab.metrics.reference import official_split
 from ganlab.metrics.training import Augmentation, fit, forked_rng
 from ganlab.runtime import resolve_device, to_signed_unit
@@ -221,17 +222,10 @@ def train_network(
     return model, info
 
 
-@contextlib.contextmanager
-def _one_thread(device: torch.device) -> Iterator[None]:
+def _one_thread(device: torch.device) -> contextlib.AbstractContextManager:
     """CPU training on one thread: how a sum is split over threads changes its last bits, and
     so the hash (and one thread is the fastest on a busy machine)."""
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return one_thread() if device.type == "cpu" else contextlib.nullcontext()
 
 
 def train_classifier(

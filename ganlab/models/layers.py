@@ -61,7 +61,6 @@ class LabelInput(nn.Module):
             raise ValueError(f"label input {form!r}: concat or product")
         self.form = form
         self.embed = nn.Embedding(n_classes, LABEL_EMBEDDING if form == "concat" else z_dim)
-        self.width = z_dim + LABEL_EMBEDDING if form == "concat" else z_dim  # what G's net gets
 
     def forward(self, z: Tensor, y: Tensor | None) -> Tensor:
         if y is None:
