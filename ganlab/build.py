@@ -20,6 +20,7 @@ from ganlab.checkpoint import locate
 from ganlab.data import load_data
 from ganlab.ema import EMA, recalibrate_batchnorm
 from ganlab.errors import GanlabError
+from ganlab.execution import resolve_compile
 from ganlab.losses import get_loss
 from ganlab.metrics.classifier import (
     CLASSIFIER,
@@ -45,8 +46,10 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
     G, D = build_models(cfg.model, cfg.cond.name)
     G, D = G.to(device), D.to(device)
+    # CUDA graphs replay the optimizer steps only with their step counts on the device.
+    capturable = device.type == "cuda" and resolve_compile(cfg.trainer.compile, device) != "off"
     opt_G, opt_D = (
-        optimizer(cfg.optimizer, part, net)
+        optimizer(cfg.optimizer, part, net, capturable)
         for part, net in (("generator", G), ("discriminator", D))
     )
     backbone = None
@@ -66,15 +69,24 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     )
     z_dim = cfg.model.z_dim
     ema = EMA(G, cfg.trainer.ema, z_dim) if cfg.trainer.ema > 0 else None
-    return Trainer(G, D, opt_G, opt_D, data, objective, cfg.trainer.batch_size, z_dim, ema)
+    t = cfg.trainer
+    trainer = Trainer(G, D, opt_G, opt_D, data, objective, t.batch_size, z_dim, ema, t.n_critic)
+    mode = trainer.compile(t.compile, t.amp, t.compile_backend)
+    if mode != "off" or t.amp != "off":
+        log.info(
+            "iteration: trainer.compile=%s (%s), trainer.amp=%s", mode, t.compile_backend, t.amp
+        )
+    return trainer
 
 
-def optimizer(cfg: DictConfig, part: str, net: nn.Module) -> torch.optim.Optimizer:
+def optimizer(
+    cfg: DictConfig, part: str, net: nn.Module, capturable: bool = False
+) -> torch.optim.Optimizer:
     """``optimizer.name`` for one network, with its own lr/betas where the config sets them."""
     own = cfg[part]
     lr = cfg.lr if own.lr is None else own.lr
-    betas = cfg.betas if own.betas is None else own.betas
-    return build_optimizer(cfg.name, net.parameters(), lr, None if betas is None else list(betas))
+    betas = None if (b := cfg.betas if own.betas is None else own.betas) is None else list(b)
+    return build_optimizer(cfg.name, net.parameters(), lr, betas, capturable)
 
 
 def load_backbone(name: str, data_root: str | Path, device: torch.device) -> nn.Module:

@@ -27,6 +27,7 @@ from ganlab.auxiliary import TERMS
 from ganlab.backbones import BACKBONES
 from ganlab.data import SPLITS
 from ganlab.errors import GanlabError
+from ganlab.execution import AMP_MODES, BACKENDS, COMPILE_MODES
 from ganlab.losses import LOSSES
 from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
@@ -121,6 +122,10 @@ class TrainerConfig:
     resume: str | None = None  # "auto" (this run dir), a run dir, or a checkpoint file
     overwrite: bool = False  # start afresh in a folder that holds another run (clears it)
     ema: float = 0.0  # decay of the EMA of G's weights (0: off); samples and metrics use it
+    cpu_minutes: float = 0.0  # stop after this many CPU-minutes of training (0: off; steps caps)
+    compile: str = "auto"  # off | default | reduce-overhead | max-autotune; auto: off on CPU
+    amp: str = "off"  # or bf16: the forward passes under bfloat16 autocast
+    compile_backend: str = "inductor"  # torch.compile's backend; aot_eager/eager to debug
     keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)
     on_divergence: OnDivergence = OnDivergence.stop  # NaN/Inf losses or |D score| too large
     max_abs_score: float = 1.0e6  # mean |D(x)| above this counts as a diverged D
@@ -237,6 +242,25 @@ def _check_trainer(t: DictConfig) -> None:
         _check(t[key] >= 0, f"trainer.{key}", t[key], "must be >= 0; 0 turns it off")
     _check(t.max_abs_score > 0, "trainer.max_abs_score", t.max_abs_score, "must be > 0")
     _check(0 <= t.ema < 1, "trainer.ema", t.ema, "an EMA decay in [0, 1); 0 turns it off")
+    _check(
+        t.compile in COMPILE_MODES,
+        "trainer.compile",
+        t.compile,
+        f"one of {', '.join(COMPILE_MODES)}",
+    )
+    _check(t.amp in AMP_MODES, "trainer.amp", t.amp, f"one of {', '.join(AMP_MODES)}")
+    _check(
+        t.compile_backend in BACKENDS,
+        "trainer.compile_backend",
+        t.compile_backend,
+        f"one of {', '.join(BACKENDS)}",
+    )
+    _check(
+        _finite(t.cpu_minutes) and t.cpu_minutes >= 0,
+        "trainer.cpu_minutes",
+        t.cpu_minutes,
+        "must be a finite number >= 0; 0 turns the budget off",
+    )
 
 
 def _check_loss(loss: DictConfig, penalty: DictConfig) -> None:

@@ -51,24 +51,46 @@ def recalibrate_batchnorm(G: nn.Module, z_dim: int, device: torch.device) -> Non
 
 
 class EMA:
-    """The averaged generator (``self.G``, frozen) and its update rule."""
+    """The averaged generator (``self.G``, frozen) and its update rule.
+
+    The update count lives on the device as a tensor, so ``update`` reads nothing back to the
+    host and traces into a compiled training iteration (trainer.compile) without a recompile
+    per step; ``updates`` and ``rate`` read it back for the checkpoint and the tests.
+    """
 
     def __init__(self, G: nn.Module, decay: float, z_dim: int):
         self.decay, self.z_dim = decay, z_dim
         self.G = copy.deepcopy(G).requires_grad_(False).eval()
-        self.updates = 0
+        device = next(self.G.parameters()).device
+        # float64 counts exactly and gives r_t to double precision (MPS has no float64)
+        self._dtype = torch.float32 if device.type == "mps" else torch.float64
+        self._updates = torch.zeros((), dtype=self._dtype, device=device)
         self._stale = True  # BatchNorm statistics to recompute before the next use
+
+    @property
+    def updates(self) -> int:
+        return int(self._updates.item())
+
+    def _rate(self) -> torch.Tensor:
+        t = self._updates
+        return torch.clamp((1 + t) / (10 + t), max=self.decay)
 
     def rate(self) -> float:
         """r_t for the next update."""
-        return min(self.decay, (1 + self.updates) / (10 + self.updates))
+        return float(self._rate().item())
 
     @torch.no_grad()
     def update(self, G: nn.Module) -> None:
-        r = self.rate()
-        for averaged, current in zip(self.G.parameters(), G.parameters(), strict=True):
-            averaged.mul_(r).add_(current.detach(), alpha=1 - r)
-        self.updates += 1
+        r = self._rate()
+        averaged = list(self.G.parameters())
+        current = [p.detach() for p in G.parameters()]
+        torch._foreach_mul_(averaged, r.to(averaged[0].dtype))
+        torch._foreach_add_(averaged, torch._foreach_mul(current, (1 - r).to(current[0].dtype)))
+        self._updates.add_(1)
+
+    def mark_stale(self) -> None:
+        """G's weights moved: recompute the BatchNorm statistics before the next use (kept
+        out of ``update`` so a compiled iteration never writes a Python attribute)."""
         self._stale = True
 
     def generator(self) -> nn.Module:
@@ -84,5 +106,5 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
-        self.updates = int(state["updates"])
+        self._updates.fill_(int(state["updates"]))
         self._stale = True

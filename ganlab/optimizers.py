@@ -25,12 +25,18 @@ def build_optimizer(
     params: Iterable[torch.nn.Parameter],
     lr: float,
     betas: Sequence[float] | None = None,
+    capturable: bool = False,
 ) -> torch.optim.Optimizer:
+    """``capturable``: the step count stays on the device, so a CUDA graph can replay the
+    step (trainer.compile=reduce-overhead on CUDA)."""
     if name not in OPTIMIZERS:
         raise GanlabError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     cls, takes_betas = OPTIMIZERS[name]
+    extra = {"capturable": True} if capturable else {}
     if takes_betas:
-        return cls(params, lr=lr, **({"betas": tuple(betas)} if betas is not None else {}))
+        if betas is not None:
+            extra["betas"] = tuple(betas)
+        return cls(params, lr=lr, **extra)
     if betas is not None:
         raise GanlabError(f"optimizer {name} takes no betas (set optimizer.betas=null)")
-    return cls(params, lr=lr)
+    return cls(params, lr=lr, **extra)

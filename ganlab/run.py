@@ -98,6 +98,7 @@ class TrainingRun:
         )
         self.start_step = self.step_log = self.trainer.step
         self.status, self.problem, self.rollbacks = "completed", None, 0
+        self.budget_spent = False  # trainer.cpu_minutes used up: the loop's last step
         self.means: dict[str, float] = {}  # the current interval's, read by check()
         self.final: dict[str, float] = {}  # the last means written
         self.metrics: dict[str, float] = {}  # of the final evaluation
@@ -144,7 +145,7 @@ class TrainingRun:
             dynamic_ncols=True,
         )
         self.t0 = self.t_log = time.perf_counter()
-        cpu0 = time.process_time()  # CPU seconds of this process (all its threads)
+        cpu0 = self.cpu0 = time.process_time()  # CPU seconds of this process (all threads)
         try:
             with logging_redirect_tqdm():
                 yield
@@ -159,10 +160,20 @@ class TrainingRun:
 
     def iterate(self) -> None:
         """n_critic D updates, each on a fresh real batch, then one G update."""
-        for _ in range(self.cfg.trainer.n_critic):
-            self.logger.accumulate(self.trainer.d_step())
-        self.logger.accumulate(self.trainer.g_step())
+        for logs in self.trainer.iterate():
+            self.logger.accumulate(logs)
         self.bar.update(1)
+
+    def out_of_budget(self) -> bool:
+        """True once the loop has used ``trainer.cpu_minutes`` of CPU time (when set): the
+        budget counts this process's training loop (all threads, periodic evaluations
+        included), so a resumed run gets a fresh budget."""
+        budget = self.cfg.trainer.cpu_minutes
+        if budget and time.process_time() - self.cpu0 >= 60 * budget:
+            if not self.budget_spent:
+                log.info("trainer.cpu_minutes=%g spent at step %d", budget, self.trainer.step)
+            self.budget_spent = True
+        return self.budget_spent
 
     def check(self) -> str | None:
         """Why the interval's means show divergence, or None; reads them back (one sync)."""
@@ -373,6 +384,7 @@ class TrainingRun:
                 "n_critic": t.n_critic,
                 "batch_size": t.batch_size,
                 "device": str(self.device),
+                "execution": self.trainer.execution,  # trainer.compile / amp as they ran
                 "data": {"source": self.trainer.data.source, "num_images": len(self.trainer.data)},
                 "throughput": {
                     "it_per_s": self.it_per_s,
@@ -387,6 +399,11 @@ class TrainingRun:
                     else {}
                 ),
                 **({"rollbacks": self.rollbacks} if self.rollbacks else {}),
+                **(
+                    {"budget": {"cpu_minutes": t.cpu_minutes, "spent_at_step": self.trainer.step}}
+                    if self.budget_spent
+                    else {}
+                ),
                 **(
                     {"divergence": {"step": self.trainer.step, "reason": self.problem}}
                     if self.problem

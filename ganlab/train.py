@@ -52,7 +52,8 @@ def loop(run: TrainingRun, stop: list[int]) -> None:
         while run.trainer.step < t.steps:
             # --- one iteration: n_critic D updates, then one G update
             run.iterate()
-            step, last = run.trainer.step, run.trainer.step == t.steps
+            step = run.trainer.step
+            last = step == t.steps or run.out_of_budget()  # trainer.cpu_minutes, when set
             # --- divergence: the interval's means are checked before anything is saved
             if every(step, t.log_every) or every(step, t.ckpt_every) or last or stop:
                 if run.check() and run.rollback():
@@ -73,6 +74,8 @@ def loop(run: TrainingRun, stop: list[int]) -> None:
                 run.checkpoint()
             if stop:
                 run.interrupt()
+                break
+            if last:
                 break
 
 

@@ -7,6 +7,8 @@ so nothing here waits for the GPU.
 
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganlab import execution
 from ganlab.auxiliary import TERMS
+from ganlab.checkpoint import rng_state, set_rng_state
 from ganlab.data import MNIST
 from ganlab.ema import EMA
 from ganlab.losses import GANLoss
 from ganlab.models.layers import N_CLASSES
 from ganlab.penalties import PENALTIES, clip_weights_
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +57,11 @@ class Objective:
 
 
 class Trainer:
+    """Updates G and D. One training iteration (``iteration``: n_critic D updates, each on a
+    fresh real batch, then one G update and the EMA's) is a single function of tensors with
+    static shapes and no host sync, so eager and ``torch.compile`` run the same code
+    (``ganlab.execution``); the Python-side counters move in ``iterate``, outside it."""
+
     def __init__(
         self,
         G: nn.Module,
@@ -62,17 +73,104 @@ class Trainer:
         batch_size: int,
         z_dim: int,
         ema: EMA | None = None,
+        n_critic: int = 1,
     ):
         self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
         self.data, self.objective, self.ema = data, objective, ema
-        self.batch_size, self.z_dim = batch_size, z_dim
+        self.batch_size, self.z_dim, self.n_critic = batch_size, z_dim, n_critic
         self.step = 0  # generator updates done
         self.d_updates = 0
+        # What runs ``iteration``: itself (eager), or its compiled form (ganlab.execution).
+        self.run_iteration = self.iteration
+        self.execution = {"compile": "off", "amp": "off"}  # what compile() set up
+
+    def compile(self, mode: str, amp: str = "off", backend: str = "inductor") -> str:
+        """Run ``iteration`` as ``trainer.compile=mode`` and ``trainer.amp=amp`` ask
+        (ganlab.execution); returns the mode in use: "off" (eager) where it falls back,
+        with one log line saying why."""
+        device = self.data.images.device
+        mode = execution.resolve_compile(mode, device)
+        iteration = execution.with_amp(self.iteration, amp, device)
+        blocker = self.compile_blocker() if mode != "off" else None
+        if blocker:
+            log.info("trainer.compile=%s: running eager, because %s", mode, blocker)
+            mode = "off"
+        self.execution = {
+            "compile": mode,
+            "amp": amp,
+            **({"backend": backend} if mode != "off" else {}),
+        }
+        if mode == "off":
+            self.run_iteration = iteration
+            return mode
+
+        def snapshot() -> tuple[dict[str, Any], dict[str, Any]]:
+            return copy.deepcopy(self.state_dict()), rng_state()
+
+        def restore(saved: tuple[dict[str, Any], dict[str, Any]]) -> None:
+            self.load_state_dict(saved[0])
+            set_rng_state(saved[1])
+            self.execution = {"compile": "off", "amp": amp, "fallback": f"{mode} failed"}
+
+        self.run_iteration = execution.compiled(iteration, mode, backend, snapshot, restore)
+        return mode
+
+    def compile_blocker(self) -> str | None:
+        """Why this iteration cannot be compiled, or None when it can."""
+        obj = self.objective
+        if PENALTIES[obj.penalty] is not None and obj.penalty_weight > 0:
+            return (
+                f"penalty={obj.penalty} needs a double backward through D, which "
+                "torch.compile does not support (pytorch/pytorch#91469)"
+            )
+        return None
 
     def noise(self, n: int) -> Tensor:
         return torch.randn(n, self.z_dim, device=self.data.images.device)
 
+    # --- one iteration ----------------------------------------------------------------------
+
+    def iterate(self) -> list[dict[str, Tensor]]:
+        """One training iteration; returns each update's logs (device tensors)."""
+        due = tuple(self.penalty_due(self.d_updates + i) for i in range(self.n_critic))
+        logs = self.run_iteration(due)
+        self._count(d_updates=self.n_critic, g_updates=1)
+        return logs
+
+    def iteration(self, penalty_due: tuple[bool, ...]) -> list[dict[str, Tensor]]:
+        """n_critic D updates (``penalty_due[i]``: whether D update i adds the penalty),
+        then one G update: the function ``trainer.compile`` compiles. Python branches only
+        on the config and on these flags, never on a tensor's value."""
+        logs = [self.d_update(due) for due in penalty_due]
+        logs.append(self.g_update())
+        return logs
+
     def d_step(self) -> dict[str, Tensor]:
+        """One D update outside an iteration (tests, benchmarks), counted."""
+        logs = self.d_update(self.penalty_due(self.d_updates))
+        self._count(d_updates=1)
+        return logs
+
+    def g_step(self) -> dict[str, Tensor]:
+        """One G update outside an iteration, counted."""
+        logs = self.g_update()
+        self._count(g_updates=1)
+        return logs
+
+    def _count(self, d_updates: int = 0, g_updates: int = 0) -> None:
+        self.d_updates += d_updates
+        self.step += g_updates
+        if g_updates and self.ema is not None:
+            self.ema.mark_stale()
+
+    def penalty_due(self, d_update: int) -> bool:
+        """Whether D update number ``d_update`` (0-based) adds the penalty: every
+        ``penalty_every``-th one (lazy regularisation), when there is a penalty at all."""
+        obj = self.objective
+        on = PENALTIES[obj.penalty] is not None and obj.penalty_weight > 0
+        return on and d_update % obj.penalty_every == 0
+
+    def d_update(self, penalty_due: bool) -> dict[str, Tensor]:
         """D: push real scores up and generated scores down (by the loss's measure)."""
         obj = self.objective
         real, y_real = self._real()  # [B, 1, 28, 28] (and labels [B]), fresh every D step
@@ -87,20 +185,19 @@ class Trainer:
         extras = (
             self._aux("D", (real, real_features), (fake, fake_features), logs),
             self._acgan([(real_features, y_real)], logs, "cond/acgan_D"),
-            self._penalty(real, fake, y_real, y_fake, logs),
+            self._penalty(real, fake, y_real, y_fake, logs) if penalty_due else None,
         )
         for extra in extras:
             loss = loss if extra is None else loss + extra
-        self.opt_D.zero_grad(set_to_none=True)
+        _zero_grad(self.opt_D)
         loss.backward()
         self.opt_D.step()
         if obj.clip is not None:
             clip_weights_(self.D, obj.clip)
-        self.d_updates += 1
         logs["loss/D"] = loss
-        return logs
+        return _detached(logs)
 
-    def g_step(self) -> dict[str, Tensor]:
+    def g_update(self) -> dict[str, Tensor]:
         """G: make D score generated images as real (and match features, if asked to)."""
         obj = self.objective
         fake, y_fake = self._fake()
@@ -118,15 +215,14 @@ class Trainer:
         )
         for extra in extras:
             loss = loss if extra is None else loss + extra
-        self.opt_G.zero_grad(set_to_none=True)
+        _zero_grad(self.opt_G)
         # inputs=: gradients for G only, none for D or the frozen backbone.
         loss.backward(inputs=list(self.G.parameters()))
         self.opt_G.step()
         if self.ema is not None:
             self.ema.update(self.G)
-        self.step += 1
         logs["loss/G"] = loss
-        return logs
+        return _detached(logs)
 
     # --- the pieces of a step -------------------------------------------------------------
 
@@ -169,11 +265,10 @@ class Trainer:
     def _penalty(
         self, real: Tensor, fake: Tensor, y_real: Tensor | None, y_fake: Tensor | None, logs
     ) -> Tensor | None:
-        """scale · weight · mean(penalty) on the due D steps (every ``penalty_every``)."""
+        """scale · weight · mean(penalty), on the D updates ``penalty_due`` picks (every
+        ``penalty_every``-th, with weight × penalty_every)."""
         obj = self.objective
         penalty = PENALTIES[obj.penalty]
-        if penalty is None or obj.penalty_weight <= 0 or self.d_updates % obj.penalty_every:
-            return None
         y = y_real if penalty.labels == "real" else y_fake
         D = self.D if y is None else (lambda x: self.D(x, y))
         value = penalty.fn(D, real, fake).mean()
@@ -252,6 +347,19 @@ class Trainer:
                 self.ema.load_state_dict(state["G_ema"])
             else:  # a checkpoint of a run without EMA: the average starts from its G
                 self.ema.G.load_state_dict(state["G"])
+
+
+def _detached(logs: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Logged values without their graphs (kept, they would hold each step's activations)."""
+    return {tag: value.detach() for tag, value in logs.items()}
+
+
+def _zero_grad(opt: torch.optim.Optimizer) -> None:
+    """``opt.zero_grad(set_to_none=True)``, written out: torch.compile does not trace into
+    ``Optimizer.zero_grad`` (a graph break), but traces these assignments."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            p.grad = None
 
 
 def _load_optimizer(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -52,14 +52,20 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
-def train_variant(name: str, seed: int, steps: int, every: int, root: str, out: Path) -> Path:
-    run_dir = out / f"{name}_seed{seed}"
-    if (run_dir / "results.json").is_file() and read_results(run_dir).get("steps") == steps:
+def train_variant(
+    name: str, seed: int, steps: int, every: int, root: str, out: Path, cpu_minutes: float = 0
+) -> Path:
+    run_dir = out / f"{name}_seed{seed}" if not cpu_minutes else out / f"{name}_seed{seed}_cpu"
+    done = read_results(run_dir) if (run_dir / "results.json").is_file() else {}
+    if done.get("status") == "completed" and (cpu_minutes or done.get("steps") == steps):
         return run_dir  # already trained (the bench can be re-run to add variants)
+    if cpu_minutes:  # the budget ends the run; steps only caps it
+        steps = 1_000_000
     args = [
         *VARIANTS[name],
         f"seed={seed}",
         f"trainer.steps={steps}",
+        f"trainer.cpu_minutes={cpu_minutes}",
         f"trainer.ckpt_every={every}",
         f"trainer.keep_checkpoints={steps // every + 1}",
         "trainer.sample_every=0",
@@ -75,12 +81,15 @@ def train_variant(name: str, seed: int, steps: int, every: int, root: str, out: 
     return run_dir
 
 
-def curve(run_dir: Path, session: EvaluationSession, n: int, device) -> list[dict]:
-    """FID (and coverage) of every numbered checkpoint, oldest first."""
+def curve(
+    run_dir: Path, session: EvaluationSession, n: int, device, generator: str = "auto"
+) -> list[dict]:
+    """FID (and coverage) of every numbered checkpoint, oldest first; ``generator``: auto
+    (the EMA G when the run kept one), or raw (G itself)."""
     cpu_per_it = read_results(run_dir)["throughput"]["cpu_s_per_it"]
     points = []
     for path in reversed(CheckpointDir(run_dir / "checkpoints").numbered()):
-        G, _, state = load_generator(path, device)
+        G, _, state = load_generator(path, device, generator)
         with torch.no_grad():
             m = session.metrics(sample_fn(G, state["config"]["model"]["z_dim"], device), n)
         points.append(
@@ -91,7 +100,9 @@ def curve(run_dir: Path, session: EvaluationSession, n: int, device) -> list[dic
                 **{k: m[k] for k in ("fid", "kid", "classes_covered", "precision", "recall")},
             }
         )
-        print(f"  {run_dir.name} step {state['step']}: fid {m['fid']:.1f}", flush=True)
+        print(
+            f"  {run_dir.name} step {state['step']} ({generator}): fid {m['fid']:.1f}", flush=True
+        )
     return points
 
 
@@ -120,6 +131,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: 20000 MLP, 5000 DCGAN")
     parser.add_argument("--every", type=int, default=None, help="checkpoint interval")
     parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument(
+        "--cpu-minutes", type=float, default=0, help="train each run for this CPU time instead"
+    )
+    parser.add_argument("--raw", action="store_true", help="EMA runs: also the raw G's curve")
     parser.add_argument("--out", type=Path, default=Path("docs/quality"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/bench_quality"))
     args = parser.parse_args()
@@ -131,8 +146,13 @@ def main() -> None:
         steps = args.steps or (20_000 if mlp else 5_000)
         every = args.every or (steps // 4 if mlp else 1000)
         for seed in map(int, args.seeds.split(",")):
-            run_dir = train_variant(name, seed, steps, every, args.data_root, args.runs)
-            rows[f"{name} s{seed}"] = curve(run_dir, session, min(args.n, session.n), device)
+            run_dir = train_variant(
+                name, seed, steps, every, args.data_root, args.runs, args.cpu_minutes
+            )
+            n = min(args.n, session.n)
+            rows[f"{name} s{seed}"] = curve(run_dir, session, n, device)
+            if args.raw and "ema" in name:  # the same checkpoints' raw G, beside the average
+                rows[f"{name} s{seed} raw"] = curve(run_dir, session, n, device, "raw")
     info = session.classifier_info
     print(
         f"\n{'variant':<26} "

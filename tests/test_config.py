@@ -82,6 +82,10 @@ def test_one_lr_sets_both_optimizers_and_each_can_differ(make_cfg):
         ("penalty.weight=-1", "penalty.weight"),
         ("trainer.log_every=-1", "trainer.log_every"),
         ("device=gpu0", "device"),
+        ("trainer.compile=fast", "trainer.compile"),
+        ("trainer.amp=fp8", "trainer.amp"),
+        ("trainer.compile_backend=tvm", "trainer.compile_backend"),
+        ("trainer.cpu_minutes=-1", "trainer.cpu_minutes"),
     ],
 )
 def test_invalid_values_name_their_key(make_cfg, override, key):

@@ -59,3 +59,20 @@ def test_g_step_leaves_d_untouched_and_d_step_leaves_g_untouched(make_cfg):
     before_G = [p.clone() for p in trainer.G.parameters()]
     trainer.d_step()
     assert all(torch.equal(a, b) for a, b in zip(before_G, trainer.G.parameters(), strict=True))
+
+
+def test_a_cpu_budget_ends_the_run_completed_with_its_step_recorded(make_cfg, tmp_path):
+    """trainer.cpu_minutes: the loop stops once it has used that much CPU time, writes its
+    last grid and checkpoint, and results.json says where the budget ran out."""
+    cfg = make_cfg(
+        *tiny("mlp"), "data=mnist_sample", "trainer.steps=1000000", "trainer.cpu_minutes=0.02"
+    )
+    train(cfg, tmp_path)
+    results = read_results(tmp_path)
+    steps = results["steps"]
+    assert results["status"] == "completed" and 1 <= steps < 1_000_000
+    assert results["budget"] == {"cpu_minutes": 0.02, "spent_at_step": steps}
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == steps
+    assert (tmp_path / "samples" / f"step_{steps:06d}.png").is_file()
+    # the loop's own CPU time (results.json) reached the budget of 1.2 s
+    assert results["throughput"]["cpu_s_per_it"] * steps >= 0.02 * 60

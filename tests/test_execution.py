@@ -1,0 +1,184 @@
+"""trainer.compile / trainer.amp: the compiled iteration equals the eager one on the CPU.
+
+The compiled runs use torch.compile's ``aot_eager`` backend: Dynamo traces the iteration and
+AOT autograd builds its forward and backward graphs exactly as for inductor, but the graphs
+run with PyTorch's kernels, so the check needs no C++ compiler and a few seconds per
+configuration. Inductor's own kernels are checked by ``scripts/gpu_check.py`` (on a CUDA
+machine, or with ``--device cpu``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from ganlab.build import build_trainer
+from ganlab.checkpoint import load_checkpoint
+from ganlab.losses import LOSSES
+from ganlab.rundir import read_results
+from ganlab.train import train
+from tests.conftest import tiny
+
+CPU = torch.device("cpu")
+ITERATIONS = 3
+# Weights after ITERATIONS iterations: the share of G's and D's parameters whose value
+# differs between the compiled and the eager run by more than a tenth of one Adam step
+# (lr 2e-4). Adam's first steps move a weight by about lr whatever its gradient's size, so
+# where a gradient is near zero, rounding-level differences (AOT autograd's decompositions)
+# become lr-sized: measured at most 1.7 % of the weights (lsgan). A skipped, doubled or
+# wrong update moves almost every weight by that much.
+STEP_TOL = 2e-5
+MAX_SHARE = 0.05
+# Every logged loss, penalty and score, every iteration: the scores of iteration 3 come from
+# weights that already differ as above (measured: 1.7e-3 on ragan's mean real score).
+LOSS_RTOL, LOSS_ATOL = 5e-3, 1e-5
+
+
+def run(cfg, mode: str, backend: str = "aot_eager", iterations: int = ITERATIONS):
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg, CPU)
+    start = [p.detach().clone() for p in (*trainer.G.parameters(), *trainer.D.parameters())]
+    used = trainer.compile(mode, backend=backend)
+    logs = [trainer.iterate() for _ in range(iterations)]
+    return trainer, start, logs, used
+
+
+def weights(trainer) -> list[torch.Tensor]:
+    return [p.detach() for p in (*trainer.G.parameters(), *trainer.D.parameters())]
+
+
+def assert_same_run(eager, compiled) -> None:
+    (a, start, logs_a, _), (b, _, logs_b, _) = eager, compiled
+    for step_a, step_b in zip(logs_a, logs_b, strict=True):
+        for update_a, update_b in zip(step_a, step_b, strict=True):
+            assert update_a.keys() == update_b.keys()
+            for tag in update_a:
+                torch.testing.assert_close(
+                    update_b[tag], update_a[tag], rtol=LOSS_RTOL, atol=LOSS_ATOL, msg=tag
+                )
+    moved = torch.cat([(w - s).flatten() for w, s in zip(weights(a), start, strict=True)])
+    off = torch.cat([(w - v).flatten() for w, v in zip(weights(a), weights(b), strict=True)])
+    assert (moved.abs() > STEP_TOL).float().mean() > 0.5  # the check can see a missed update
+    share = (off.abs() > STEP_TOL).float().mean().item()
+    print(f"share of weights off by more than {STEP_TOL}: {share:.4f}")
+    assert share < MAX_SHARE
+    assert (a.step, a.d_updates) == (b.step, b.d_updates)
+
+
+CASES = {
+    # wgan_gp is wgan with penalty=gp: the penalty falls back to eager (tested below)
+    **{f"mlp-{loss}": ("mlp", [f"loss={loss}"]) for loss in LOSSES if loss != "wgan_gp"},
+    "dcgan-vanilla": ("dcgan", ["loss=vanilla"]),
+    # EMA, spectral norm and class conditioning together, on the conv nets
+    "dcgan-hinge-sn-ema-projection": (
+        "dcgan",
+        [
+            "loss=hinge",
+            "trainer.ema=0.99",
+            "model.discriminator.spectral_norm=true",
+            "cond=projection",
+        ],
+    ),
+    "mlp-acgan-feature_matching": ("mlp", ["cond=acgan", "+aux.feature_matching=1.0"]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_compiled_iteration_matches_eager(make_cfg, case):
+    """Every loss (the MLP; wgan with its weight clipping), and EMA, spectral norm,
+    conditioning and an auxiliary term: same losses every iteration, same weights after.
+    n_critic 2: each iteration holds more than one D update."""
+    model, overrides = CASES[case]
+    cfg = make_cfg(*tiny(model), "data=mnist_sample", "trainer.n_critic=2", *overrides)
+    eager = run(cfg, "off")
+    compiled = run(cfg, "default")
+    assert compiled[3] == "default" and compiled[0].execution["compile"] == "default"
+    assert_same_run(eager, compiled)
+    if compiled[0].ema is not None:  # the averaged weights followed the same updates
+        for p, q in zip(eager[0].ema.G.parameters(), compiled[0].ema.G.parameters(), strict=True):
+            torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4)
+        assert compiled[0].ema.updates == eager[0].ema.updates == ITERATIONS
+
+
+def test_the_iteration_breaks_only_at_the_backward_calls(make_cfg):
+    """No host sync and no branch on a tensor's value inside the iteration: Dynamo's only
+    graph breaks are the two ``loss.backward()`` (one per network), which it does not trace."""
+    cfg = make_cfg(*tiny("mlp"), "data=mnist_sample", "trainer.ema=0.99")
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg, CPU)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(trainer.iteration)((False,))
+    reasons = [str(b.reason) for b in explained.break_reasons]
+    assert reasons and all("backward" in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize("penalty", ["gp", "r1", "dragan"])
+def test_a_gradient_penalty_falls_back_to_eager_and_says_why(make_cfg, caplog, penalty):
+    cfg = make_cfg(*tiny("mlp"), "data=mnist_sample", f"penalty={penalty}", "penalty.weight=1")
+    with caplog.at_level(logging.INFO, logger="ganlab.trainer"):
+        trainer, _, logs, used = run(cfg, "reduce-overhead", iterations=1)
+    assert used == "off" and trainer.execution["compile"] == "off"
+    lines = [r.getMessage() for r in caplog.records if "running eager" in r.getMessage()]
+    assert len(lines) == 1 and "double backward" in lines[0] and "91469" in lines[0]
+    assert f"penalty/{penalty}" in logs[0][0]  # and the penalty still trains D
+
+
+def test_a_compiler_failure_mid_iteration_restores_the_state_and_runs_eager(make_cfg, caplog):
+    """A backend that compiles the first graph and fails on the second: the first graph has
+    already drawn a batch and noise by then. The state from before the call is restored, so
+    the run equals the eager run exactly, and one warning says what happened."""
+    calls = []
+
+    def flaky(gm, example_inputs):
+        calls.append(gm)
+        if len(calls) == 2:
+            raise RuntimeError("boom: a compiler failure")
+        return gm.forward
+
+    cfg = make_cfg(*tiny("mlp"), "data=mnist_sample", "trainer.ema=0.99")
+    eager = run(cfg, "off")
+    with caplog.at_level(logging.WARNING, logger="ganlab.execution"):
+        flaky_run = run(cfg, "default", backend=flaky)
+    assert len(calls) == 2  # the first graph ran before the failure
+    for p, q in zip(weights(eager[0]), weights(flaky_run[0]), strict=True):
+        assert torch.equal(p, q)
+    assert flaky_run[0].ema.updates == ITERATIONS
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "boom" in warnings[0] and "running eager" in warnings[0]
+    assert flaky_run[0].execution["compile"] == "off"
+
+
+def test_bf16_autocast_trains_fp32_weights_close_to_fp32(make_cfg):
+    cfg = make_cfg(*tiny("mlp"), "data=mnist_sample", "trainer.amp=bf16")
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg, CPU)
+    assert trainer.execution["amp"] == "bf16"
+    bf16 = [trainer.iterate() for _ in range(2)]
+    reference = run(make_cfg(*tiny("mlp"), "data=mnist_sample"), "off", iterations=2)[2]
+    assert all(p.dtype == torch.float32 for p in weights(trainer))
+    for step_a, step_b in zip(reference, bf16, strict=True):
+        for update_a, update_b in zip(step_a, step_b, strict=True):
+            for tag in ("loss/D", "loss/G"):
+                if tag in update_a:  # bf16 has 8 bits of mantissa: within a few percent
+                    torch.testing.assert_close(
+                        update_b[tag].float(), update_a[tag], rtol=0.05, atol=0.01
+                    )
+
+
+def test_a_compiled_run_resumes_exactly_and_says_how_it_ran(make_cfg, tmp_path):
+    """Checkpoints of a compiled run are the eager format: 4 steps straight equal 2 steps,
+    a new process-like start (a fresh trainer, compiled anew) and 2 more."""
+    common = [*tiny("mlp"), "data=mnist_sample", "trainer.compile=default"]
+    common += ["trainer.compile_backend=aot_eager", "trainer.ckpt_every=2"]
+    train(make_cfg(*common, "trainer.steps=4"), tmp_path / "straight")
+    train(make_cfg(*common, "trainer.steps=2"), tmp_path / "split")
+    train(make_cfg(*common, "trainer.steps=4", "trainer.resume=auto"), tmp_path / "split")
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    for net in ("G", "D"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), (net, key)
+    execution = read_results(tmp_path / "split")["execution"]
+    assert execution == {"compile": "default", "amp": "off", "backend": "aot_eager"}
