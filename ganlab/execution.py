@@ -17,7 +17,7 @@ first iteration, the trainer's state is restored to before it and the iteration 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -96,4 +96,23 @@ def compiled(
     return run
 
 
-__all__ = ["AMP_MODES", "BACKENDS", "COMPILE_MODES", "compiled", "resolve_compile", "with_amp"]
+def weights_apart(a: Iterable[Tensor], b: Iterable[Tensor], tol: float) -> float:
+    """The share of the weights that differ between two runs by more than ``tol``: how the
+    tests and scripts/gpu_check.py compare a compiled run with an eager one (Adam turns
+    rounding-level differences of near-zero gradients into lr-sized steps, so a norm of the
+    difference would be dominated by those few weights)."""
+    apart = torch.cat(
+        [(p.detach() - q.detach()).abs().flatten() > tol for p, q in zip(a, b, strict=True)]
+    )
+    return apart.float().mean().item()
+
+
+__all__ = [
+    "AMP_MODES",
+    "BACKENDS",
+    "COMPILE_MODES",
+    "compiled",
+    "resolve_compile",
+    "weights_apart",
+    "with_amp",
+]

@@ -1,14 +1,24 @@
-"""Training throughput, side by side: a typical DataLoader GAN script vs ganlab's trainer.
+"""Training throughput by execution mode, side by side in one run.
 
-    python scripts/bench_throughput.py --data-root ../shared/data/mnist [--steps 50] [--json F]
+    python scripts/bench_throughput.py --data-root ../shared/data/mnist \
+        [--models mlp,dcgan] [--losses vanilla,wgan_gp,hinge] [--batches 64,256,1024] \
+        [--modes naive,eager,default,reduce-overhead,max-autotune,bf16] [--steps 50] [--json F]
 
-For model x loss x batch size, measures G iterations/s (n_critic D steps + 1 G step each)
-after a warm-up, on the current device:
-- ``naive``: a torch Dataset over the images with per-item PIL transforms and a shuffling
-  DataLoader, the way most GAN scripts feed MNIST;
-- ``resident``: ganlab's Trainer, the dataset one uint8 tensor on the device, batches drawn
-  there, no host sync per step.
-Prints a table and optionally writes JSON. (Compiled and CUDA-graph modes are not built yet.)
+For model x loss x batch size x mode, G iterations/s (n_critic D updates + 1 G update each)
+on the current device, every mode on the same trainer config and seed:
+- ``naive``: a torch Dataset with per-item PIL transforms and a shuffling DataLoader, the way
+  most GAN scripts feed MNIST (eager), the baseline every ratio is to;
+- ``eager``: ganlab's trainer, the dataset one uint8 tensor on the device, batches drawn
+  there, no host sync per step (``trainer.compile=off``);
+- ``default`` / ``reduce-overhead`` / ``max-autotune``: ``trainer.compile=<mode>`` (the
+  whole iteration under torch.compile; reduce-overhead replays CUDA graphs on a GPU);
+- ``bf16``: eager under bfloat16 autocast (``trainer.amp=bf16``); ``<mode>+bf16`` both.
+
+The first iteration (compilation, for compiled modes) and the warm-up are timed apart from the
+measured steps. A mode that falls back to eager (the gradient penalties' double backward)
+says so in its row. Peak memory is CUDA's allocator peak (none on a CPU). Prints a table and
+writes JSON with ``--json``. On a CPU, modes default to naive,eager,bf16 (compiling is slower
+there: measured 0.64x); ask for the others with ``--modes``.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import argparse
 import itertools
 import json
 import time
+from collections.abc import Iterator
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -27,6 +38,8 @@ from torchvision import transforms
 from ganlab.build import build_trainer
 from ganlab.config import config_dir
 from ganlab.runtime import resolve_device
+
+COMPILED = ("default", "reduce-overhead", "max-autotune")
 
 
 class PILDataset(Dataset):
@@ -45,32 +58,59 @@ class PILDataset(Dataset):
         return self.transform(Image.fromarray(self.images[i], mode="L"))
 
 
-def naive_batches(trainer, batch_size: int, device: torch.device):
-    loader = DataLoader(PILDataset(trainer.data.images), batch_size, shuffle=True, drop_last=True)
+def naive_batches(images_u8: torch.Tensor, batch_size: int, device) -> Iterator[torch.Tensor]:
+    loader = DataLoader(PILDataset(images_u8), batch_size, shuffle=True, drop_last=True)
     while True:
         for real in loader:
             yield real.to(device)
 
 
-def measure(trainer, steps: int, n_critic: int, device: torch.device, naive: bool) -> float:
-    if naive:  # same trainer and losses; only the data path differs
-        batches = naive_batches(trainer, trainer.batch_size, device)
-        trainer.data.sample = lambda n: next(batches)
+def split_mode(mode: str) -> tuple[str, str]:
+    """A mode name as (trainer.compile, trainer.amp): "reduce-overhead+bf16" -> both."""
+    compile_mode, _, amp = mode.partition("+")
+    if compile_mode == "bf16":
+        return "off", "bf16"
+    return ("off" if compile_mode in ("naive", "eager") else compile_mode), amp or "off"
 
-    def run(n: int) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(cfg, mode: str, steps: int, device: torch.device) -> dict:
+    """One mode: first-iteration time, warm-up time, then it/s over ``steps`` iterations."""
+    compile_mode, amp = split_mode(mode)
+    torch.manual_seed(0)
+    trainer = build_trainer(cfg, device)
+    used = trainer.compile(compile_mode, amp)
+    if mode == "naive":  # the same trainer and losses; only the data path differs
+        batches = naive_batches(trainer.data.images, trainer.batch_size, device)
+        trainer.data.sample = lambda n: next(batches)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def timed(n: int) -> float:
+        sync(device)
         start = time.perf_counter()
         for _ in range(n):
-            for _ in range(n_critic):
-                trainer.d_step()
-            trainer.g_step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            trainer.iterate()
+        sync(device)
         return time.perf_counter() - start
 
-    run(max(2, steps // 10))  # warm-up: allocator, kernels, DataLoader start
-    return steps / run(steps)
+    first = timed(1)  # compilation, for a compiled mode; the DataLoader's start for naive
+    warmup = timed(max(3, steps // 10))  # CUDA-graph recording, allocator, caches
+    seconds = timed(steps)
+    return {
+        "it_per_s": steps / seconds,
+        "first_iteration_s": first,
+        "warmup_s": warmup,
+        "compile_used": used,
+        "fallback": compile_mode != "off" and used == "off",
+        "peak_memory_mb": (
+            torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+        ),
+    }
 
 
 def main() -> None:
@@ -78,14 +118,30 @@ def main() -> None:
     parser.add_argument("--data-root", default="~/.cache/ganlab/mnist")
     parser.add_argument("--models", default="mlp,dcgan")
     parser.add_argument("--losses", default="vanilla,wgan_gp,hinge")
-    parser.add_argument("--batches", default="64,256")
+    parser.add_argument("--batches", default="64,256,1024")
+    parser.add_argument(
+        "--modes", default=None, help="default: all on CUDA; on CPU naive,eager,bf16"
+    )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    default_modes = (
+        "naive,eager,default,reduce-overhead,max-autotune,bf16,reduce-overhead+bf16"
+        if device.type == "cuda"
+        else "naive,eager,bf16"
+    )
+    modes = (args.modes or default_modes).split(",")
+    for mode in modes:
+        compile_mode, amp = split_mode(mode)
+        if compile_mode not in ("off", *COMPILED) or amp not in ("off", "bf16"):
+            parser.error(f"unknown mode {mode!r}")
 
     rows = []
+    header = f"{'model':6} {'loss':8} {'batch':>5} {'mode':22} {'it/s':>9} {'img/s':>10} "
+    header += f"{'x naive':>8} {'first s':>8} {'warm s':>7} {'peak MB':>8}"
+    print(header, flush=True)
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         for model, loss, batch in itertools.product(
             args.models.split(","), args.losses.split(","), map(int, args.batches.split(","))
@@ -102,25 +158,33 @@ def main() -> None:
                     "metrics.enabled=false",
                 ],
             )
-            row = {"model": model, "loss": loss, "batch": batch, "n_critic": cfg.trainer.n_critic}
-            for mode in ("naive", "resident"):
-                torch.manual_seed(0)
-                trainer = build_trainer(cfg, device)
-                row[mode] = measure(
-                    trainer, args.steps, cfg.trainer.n_critic, device, naive=mode == "naive"
+            naive = None
+            for mode in modes:
+                row = {"model": model, "loss": loss, "batch": batch, "mode": mode}
+                row["n_critic"] = cfg.trainer.n_critic
+                row.update(measure(cfg, mode, args.steps, device))
+                row["images_per_s"] = row["it_per_s"] * batch
+                naive = row["it_per_s"] if mode == "naive" else naive
+                row["x_naive"] = row["it_per_s"] / naive if naive else None
+                rows.append(row)
+                peak = row["peak_memory_mb"]
+                shown = mode + (" (eager: fallback)" if row["fallback"] else "")
+                print(
+                    f"{model:6} {loss:8} {batch:5} {shown:22} {row['it_per_s']:9.1f} "
+                    f"{row['images_per_s']:10.0f} "
+                    f"{row['x_naive'] or float('nan'):8.2f} {row['first_iteration_s']:8.2f} "
+                    f"{row['warmup_s']:7.2f} {'-' if peak is None else f'{peak:.0f}':>8}",
+                    flush=True,
                 )
-            row["speedup"] = row["resident"] / row["naive"]
-            row["images_per_s"] = row["resident"] * batch
-            rows.append(row)
-            print(
-                f"{model:6} {loss:8} batch {batch:5}: naive {row['naive']:8.1f} it/s  "
-                f"resident {row['resident']:8.1f} it/s  x{row['speedup']:.2f}",
-                flush=True,
-            )
-    print(f"\ndevice {device}; G iterations/s over {args.steps} steps after a warm-up")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(
+        f"\ndevice {device} ({name}), torch {torch.__version__}; G iterations/s over "
+        f"{args.steps} steps after the first iteration and a warm-up"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": str(device), "steps": args.steps, "rows": rows}, f, indent=2)
+            info = {"device": str(device), "device_name": name, "torch": torch.__version__}
+            json.dump({**info, "steps": args.steps, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

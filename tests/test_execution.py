@@ -9,13 +9,18 @@ machine, or with ``--device cpu``).
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from ganlab.build import build_trainer
 from ganlab.checkpoint import load_checkpoint
+from ganlab.execution import weights_apart
 from ganlab.losses import LOSSES
 from ganlab.rundir import read_results
 from ganlab.train import train
@@ -59,11 +64,8 @@ def assert_same_run(eager, compiled) -> None:
                     update_b[tag], update_a[tag], rtol=LOSS_RTOL, atol=LOSS_ATOL, msg=tag
                 )
     moved = torch.cat([(w - s).flatten() for w, s in zip(weights(a), start, strict=True)])
-    off = torch.cat([(w - v).flatten() for w, v in zip(weights(a), weights(b), strict=True)])
     assert (moved.abs() > STEP_TOL).float().mean() > 0.5  # the check can see a missed update
-    share = (off.abs() > STEP_TOL).float().mean().item()
-    print(f"share of weights off by more than {STEP_TOL}: {share:.4f}")
-    assert share < MAX_SHARE
+    assert weights_apart(weights(a), weights(b), STEP_TOL) < MAX_SHARE
     assert (a.step, a.d_updates) == (b.step, b.d_updates)
 
 
@@ -182,3 +184,47 @@ def test_a_compiled_run_resumes_exactly_and_says_how_it_ran(make_cfg, tmp_path):
             assert torch.equal(a[net][key], b[net][key]), (net, key)
     execution = read_results(tmp_path / "split")["execution"]
     assert execution == {"compile": "default", "amp": "off", "backend": "aot_eager"}
+
+
+def test_weights_apart_counts_the_share_of_weights_beyond_the_tolerance():
+    a = [torch.zeros(6), torch.zeros(2, 2)]
+    b = [torch.tensor([0.0, 1e-6, 3e-5, 0, 0, 0]), torch.full((2, 2), -1.0)]
+    assert weights_apart(a, a, STEP_TOL) == 0
+    assert weights_apart(a, b, STEP_TOL) == pytest.approx(5 / 10)
+
+
+def test_bench_throughput_puts_the_modes_side_by_side(tmp_path, mnist_root):
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_throughput.py"
+    subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--data-root",
+            str(mnist_root),
+            "--models",
+            "mlp",
+            "--losses",
+            "vanilla,wgan_gp",
+            "--batches",
+            "16",
+            "--modes",
+            "naive,eager,bf16",
+            "--steps",
+            "3",
+            "--json",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["loss"], r["mode"]) for r in rows] == [
+        (loss, mode) for loss in ("vanilla", "wgan_gp") for mode in ("naive", "eager", "bf16")
+    ]
+    for row in rows:
+        assert row["it_per_s"] > 0 and row["images_per_s"] == pytest.approx(16 * row["it_per_s"])
+        naive = next(r for r in rows if r["loss"] == row["loss"] and r["mode"] == "naive")
+        assert row["x_naive"] == pytest.approx(row["it_per_s"] / naive["it_per_s"])
