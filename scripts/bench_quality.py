@@ -154,15 +154,12 @@ def main() -> None:
             if args.raw and "ema" in name:  # the same checkpoints' raw G, beside the average
                 rows[f"{name} s{seed} raw"] = curve(run_dir, session, n, device, "raw")
     info = session.classifier_info
-    print(
-        f"\n{'variant':<26} "
-        + " ".join(f"{'fid@' + str(p['step']):>10}" for p in next(iter(rows.values())))
-    )
-    for name, points in rows.items():
+    print(f"\n{'variant':<26} FID at (step, training CPU-minutes)")
+    for name, points in rows.items():  # each row its own steps (a CPU budget ends anywhere)
         print(
             f"{name:<26} "
-            + " ".join(f"{p['fid']:>10.1f}" for p in points)
-            + f"   classes {points[-1]['classes_covered']}, {points[-1]['cpu_min']:.1f} CPU-min"
+            + "  ".join(f"{p['fid']:.1f} ({p['step']}, {p['cpu_min']:.1f})" for p in points)
+            + f"   classes {points[-1]['classes_covered']}"
         )
     print(
         f"classifier {info['weights_sha256'][:12]}; n = {min(args.n, session.n)} vs "
