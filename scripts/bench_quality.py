@@ -37,6 +37,7 @@ VARIANTS: dict[str, list[str]] = {
     "mlp_r1_ema": [*MLP, "penalty=r1", "penalty.weight=1", "trainer.ema=0.999"],
     "mlp_sn_ema": [*MLP, "model.discriminator.spectral_norm=true", "trainer.ema=0.999"],
     "dcgan_default": [],
+    "dcgan_fast": ["+preset=fast"],
     "dcgan_ema": ["trainer.ema=0.999"],
     "dcgan_32_lr5e-4": [
         "model.generator.channels=32",
@@ -135,6 +136,9 @@ def main() -> None:
         "--cpu-minutes", type=float, default=0, help="train each run for this CPU time instead"
     )
     parser.add_argument("--raw", action="store_true", help="EMA runs: also the raw G's curve")
+    parser.add_argument(
+        "--merge", type=Path, action="append", default=[], help="rows of an earlier JSON too"
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/quality"))
     parser.add_argument("--runs", type=Path, default=Path("outputs/bench_quality"))
     args = parser.parse_args()
@@ -153,6 +157,14 @@ def main() -> None:
             rows[f"{name} s{seed}"] = curve(run_dir, session, n, device)
             if args.raw and "ema" in name:  # the same checkpoints' raw G, beside the average
                 rows[f"{name} s{seed} raw"] = curve(run_dir, session, n, device, "raw")
+    for earlier in args.merge:  # an earlier run of this script, same classifier and n
+        previous = json.loads(earlier.read_text())
+        if (previous["classifier"], previous["n"]) != (
+            session.classifier_info["weights_sha256"],
+            args.n,
+        ):
+            raise SystemExit(f"{earlier}: another classifier or n; not comparable")
+        rows = {**previous["rows"], **rows}
     info = session.classifier_info
     print(f"\n{'variant':<26} FID at (step, training CPU-minutes)")
     for name, points in rows.items():  # each row its own steps (a CPU budget ends anywhere)
