@@ -42,6 +42,7 @@ GENERATORS = ("auto", "ema", "raw")  # which generator of a checkpoint to sample
 
 def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     """Data, models, optimizers and objective from the config, ready to step."""
+    device = torch.device(device)
     data = load_data(cfg.data, device)
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
     G, D = build_models(cfg.model, cfg.cond.name)

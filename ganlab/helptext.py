@@ -45,6 +45,7 @@ GROUPS = {
     "recipe": "each loss with its paper's optimizer and settings",
     "recipe_loss/paper": "what recipe=paper applies, per loss",
     "experiment": "launchers and predefined sweeps: +experiment=NAME",
+    "preset": "a recipe for quality per CPU-second: +preset=fast (DCGAN)",
 }
 # Keys whose field has no comment in the schema.
 FALLBACK = {

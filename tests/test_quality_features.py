@@ -4,6 +4,7 @@ against its definition (float64 where it matters), and end to end."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -238,3 +239,22 @@ def test_new_options_train_end_to_end(make_cfg, tmp_path, extra):
     train(make_cfg(*TINY_RUN, "trainer.steps=6", "trainer.log_every=3", *extra), tmp_path)
     results = read_results(tmp_path)
     assert results["status"] == "completed" and results["steps"] == 6
+
+
+def test_preset_fast_composes_the_studys_best_trial_rounded(make_cfg):
+    """+preset=fast is docs/preset_study's best trial (Optuna's answer, read from the study's
+    own file), its lr rounded to 1.5e-3; it validates and builds a trainer, any loss."""
+    import yaml  # PyYAML: the study file is plain YAML
+
+    study = Path(__file__).resolve().parents[1] / "docs" / "preset_study"
+    best = yaml.safe_load((study / "optimization_results.yaml").read_text())["best_params"]
+    cfg = make_cfg("+preset=fast", "loss=hinge")
+    validate(cfg)
+    assert cfg.model.generator.channels == best["model.generator.channels"]
+    assert cfg.model.discriminator.channels == best["model.discriminator.channels"]
+    assert list(cfg.optimizer.betas) == yaml.safe_load(best["optimizer.betas"])
+    assert cfg.trainer.ema == best["trainer.ema"]
+    assert cfg.trainer.batch_size == best["trainer.batch_size"]
+    assert cfg.optimizer.lr == pytest.approx(best["optimizer.lr"], rel=0.05)
+    trainer = build_trainer(make_cfg("+preset=fast", "data=mnist_sample"), "cpu")
+    assert trainer.ema is not None and trainer.ema.decay == 0.999
