@@ -142,6 +142,19 @@ def test_markdown_table_has_one_row_per_loss(sweep: Path, tmp_path: Path) -> Non
     assert all(" ± " in row for row in rows)
 
 
+def test_group_by_two_keys_makes_one_group_per_combination(sweep: Path, tmp_path: Path) -> None:
+    write_report(sweep, tmp_path, group_by="loss,seed")
+    with (tmp_path / "report.csv").open(newline="") as f:
+        table = {row["loss,seed"]: row for row in csv.DictReader(f)}
+    assert sorted(table) == sorted(f"{loss}, {seed}" for loss in LOSSES for seed in (0, 1))
+    expected = results_by_loss(sweep)
+    for loss in LOSSES:
+        for run in expected[loss]:
+            row = table[f"{loss}, {run['seed']}"]
+            assert row["runs"] == "1"
+            assert float(row["final.loss_g_mean"]) == pytest.approx(run["final"]["loss_g"])
+
+
 # --- failures -------------------------------------------------------------------------------
 
 

@@ -20,7 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("sweep_dir", type=Path, help="the Hydra sweep dir (hydra.sweep.dir)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: sweep dir)")
     parser.add_argument(
-        "--group-by", default="loss", help="results/override key to group by (default: loss)"
+        "--group-by",
+        default="loss",
+        help="results/override key(s) to group by: loss (default), loss,seed",
     )
     parser.add_argument(
         "--metric",

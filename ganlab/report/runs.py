@@ -250,18 +250,25 @@ def _leaf_keys(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
 
 
 def check_group_by(runs: Sequence[Run], group_by: str) -> None:
-    """ReportError unless some run has a value for ``group_by`` (when any run has keys at
-    all: a sweep of crashed runs is still reported, as one group)."""
+    """ReportError unless some run has a value for each key of ``group_by`` (when any run has
+    keys at all: a sweep of crashed runs is still reported, as one group)."""
     keys = group_keys(runs)
-    if keys and all(group_of(run, group_by) == MISSING for run in runs):
-        raise ReportError(
-            f"--group-by {group_by!r} is in no run's results.json, overrides or config; "
-            f"valid keys: {', '.join(keys)}"
-        )
+    for key in group_by.split(","):
+        if keys and all(_value_of(run, key) == MISSING for run in runs):
+            raise ReportError(
+                f"--group-by {key!r} is in no run's results.json, overrides or config; "
+                f"valid keys: {', '.join(keys)}"
+            )
 
 
 def group_of(run: Run, group_by: str) -> str:
-    """The run's value of ``group_by``: from results.json, else its overrides, else its config."""
+    """The run's group: its value of ``group_by``, or of each of its comma-separated keys
+    joined by ", " (``--group-by loss,model.discriminator.pack``: "hinge, 2")."""
+    return ", ".join(_value_of(run, key) for key in group_by.split(","))
+
+
+def _value_of(run: Run, group_by: str) -> str:
+    """The run's value of one key: from results.json, else its overrides, else its config."""
     value = _lookup(run.results, group_by)
     if value is None:
         value = run.overrides.get(group_by)
