@@ -17,7 +17,7 @@ from torch import nn
 
 from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE, VGGFeatures
 from ganlab.checkpoint import locate
-from ganlab.data import load_data
+from ganlab.data import image_channels, load_data
 from ganlab.ema import EMA, recalibrate_batchnorm
 from ganlab.errors import GanlabError
 from ganlab.execution import resolve_compile
@@ -45,7 +45,7 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     device = torch.device(device)
     data = load_data(cfg.data, device)
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
-    G, D = build_models(cfg.model, cfg.cond.name)
+    G, D = build_models(cfg.model, cfg.cond.name, data.channels)
     G, D = G.to(device), D.to(device)
     # CUDA graphs replay the optimizer steps only with their step counts on the device.
     capturable = device.type == "cuda" and resolve_compile(cfg.trainer.compile, device) != "off"
@@ -149,7 +149,8 @@ def load_generator(
     """(G in eval mode on device, checkpoint file, its state) from a checkpoint or run dir.
 
     G is built from the checkpoint's ``config.model`` through the model registry: its name
-    and checked arguments, never a ``_target_`` (an old checkpoint's is ignored).
+    and checked arguments, never a ``_target_`` (an old checkpoint's is ignored); its image
+    channels are those of the checkpoint's ``data.name`` (1 before stacked MNIST existed).
     ``generator``: ``auto`` (the EMA generator when the run kept one, else G), ``ema`` or
     ``raw``; ``state["generator"]`` says which was loaded.
     """
@@ -160,8 +161,9 @@ def load_generator(
     if not isinstance(model_cfg, dict):
         raise GanlabError(f"{path} is not a ganlab training checkpoint (no model config)")
     cond = state["config"].get("cond", {}).get("name", "none")  # absent: before conditioning
+    data_name = (state["config"].get("data") or {}).get("name", "mnist")
     try:
-        G, _ = build_models(model_cfg, cond)
+        G, _ = build_models(model_cfg, cond, image_channels(data_name))
     except GanlabError as e:
         raise GanlabError(f"{path}: its model config is not one ganlab builds ({e})") from None
     has_ema = isinstance(state.get("G_ema"), dict) and "G" in state["G_ema"]

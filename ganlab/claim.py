@@ -34,6 +34,9 @@ IDENTITY = (
     "cond.name",
     "loss.name",
 )
+# Keys added to those sections since checkpoints were first written, and the value their
+# absence stood for: a checkpoint without one resumes into a run that sets that value.
+ADDED = {"model.discriminator": {"pack": 1}}
 
 
 @contextlib.contextmanager
@@ -104,7 +107,7 @@ def _get(config: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         config = config.get(part) if isinstance(config, dict) else None
     if isinstance(config, dict):  # ignore keys that choose nothing (an old _target_)
-        config = {k: v for k, v in config.items() if k != "_target_"}
+        config = {**ADDED.get(dotted, {}), **{k: v for k, v in config.items() if k != "_target_"}}
     return config
 
 

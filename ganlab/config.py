@@ -25,13 +25,14 @@ from omegaconf import MISSING, DictConfig
 
 from ganlab.auxiliary import TERMS
 from ganlab.backbones import BACKBONES
-from ganlab.data import SPLITS
+from ganlab.data import SPLITS, image_channels
 from ganlab.errors import GanlabError
 from ganlab.execution import AMP_MODES, BACKENDS, COMPILE_MODES
 from ganlab.losses import LOSSES
 from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
 from ganlab.penalties import PENALTIES
+from ganlab.stacked import MODE_SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class DataConfig:
     split: Split = Split.train
     download: bool = True
     strict: bool = False  # true: missing MNIST is an error instead of the 5,000-image sample
+    num_images: int | None = None  # stacked_mnist: images in the dataset (null: not stacked)
+    seed: int | None = None  # stacked_mnist: seed of the digits drawn, apart from the run's seed
 
 
 @dataclass
@@ -139,6 +142,7 @@ class MetricsConfig:
     n_samples: int = 10_000  # generated (and real) images in the final evaluation
     eval_samples: int = 2_000  # in the periodic evaluations, cheaper
     floor: bool = True  # also the real train-vs-test values (fid_floor, kid_floor)
+    mode_samples: int = MODE_SAMPLES  # stacked_mnist: samples whose modes are counted
 
 
 @dataclass
@@ -217,7 +221,15 @@ def validate(cfg: DictConfig) -> None:
     for key in ("n_samples", "eval_samples"):
         value = cfg.metrics[key]
         _check(value >= 100, f"metrics.{key}", value, "must be >= 100 for stable k-NN metrics")
+    _check(
+        cfg.metrics.mode_samples >= 1,
+        "metrics.mode_samples",
+        cfg.metrics.mode_samples,
+        "must be >= 1",
+    )
     _check_aux(cfg)
+    _check_data(cfg)
+    _check_pack(cfg)
     seed = cfg.seed
     _check(0 <= seed <= SEED_MAX, "seed", seed, f"must be an integer in 0..{SEED_MAX}")
     _check(
@@ -328,6 +340,55 @@ def _check_aux(cfg: DictConfig) -> None:
         "the metrics classifier: G would match its features and lower FID/KID/PRDC by "
         "construction; use mnist_perceptual (the default), or allow it with "
         "aux_params.allow_metric_backbone=true and every metric of the run is flagged",
+    )
+
+
+def _check_data(cfg: DictConfig) -> None:
+    """data.num_images and data.seed belong to data=stacked_mnist, which is unconditional."""
+    data = cfg.data
+    stacked = image_channels(data.name) != 1
+    for key in ("num_images", "seed"):
+        value = data[key]
+        if not stacked:
+            _check(value is None, f"data.{key}", value, "only data=stacked_mnist reads it")
+        elif key == "num_images":
+            _check(value is not None and value >= 1, "data.num_images", value, "must be >= 1")
+        else:
+            ok = value is not None and 0 <= value <= SEED_MAX
+            _check(ok, "data.seed", value, f"must be an integer in 0..{SEED_MAX}")
+    if stacked:
+        _check(
+            cfg.cond.name == "none",
+            "cond.name",
+            cfg.cond.name,
+            "must be none with data=stacked_mnist: its labels are 1,000 modes, not 10 classes",
+        )
+        _check(
+            not cfg.aux.get("perceptual"),
+            "aux.perceptual",
+            cfg.aux.get("perceptual"),
+            "must be 0 with data=stacked_mnist: the perceptual backbone reads 1-channel digits",
+        )
+
+
+def _check_pack(cfg: DictConfig) -> None:
+    """PacGAN's pack (model.discriminator.pack): D scores packs of m samples of a batch."""
+    D = cfg.model.discriminator
+    m = D.get("pack", 1) if isinstance(D, DictConfig) else 1
+    key, batch = "model.discriminator.pack", cfg.trainer.batch_size
+    _check(isinstance(m, int) and not isinstance(m, bool) and m >= 1, key, m, "an integer >= 1")
+    _check(batch % m == 0, key, m, f"must divide trainer.batch_size={batch} (D scores packs)")
+    _check(
+        m == 1 or cfg.cond.name == "none",
+        key,
+        m,
+        f"must be 1 with cond={cfg.cond.name}: a pack of samples has no one class label",
+    )
+    _check(
+        m == 1 or not cfg.aux.get("contrastive") or batch // m >= 2,
+        key,
+        m,
+        "aux.contrastive compares D's embeddings of two packs or more: at most batch_size / 2",
     )
 
 

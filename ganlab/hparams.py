@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from ganlab.data import NAMES as DATA_SOURCES
+from ganlab.data import SOURCES as DATA_SOURCES
 from ganlab.losses import LOSSES
 from ganlab.metrics import DIRECTIONS
 from ganlab.models import MODELS
@@ -76,7 +76,7 @@ def _base_columns(cfg: DictConfig, data_source: str, status: str) -> list[Column
             data_source,
             hp.Discrete(list(DATA_SOURCES)),
             "the images trained on (results.json data.source; mnist_sample when MNIST was "
-            "not found)",
+            "not found; stacked_ for Stacked MNIST)",
         ),
         Column("status", status, hp.Discrete(list(STATUSES)), "how the run ended"),
         *(  # class conditioning (configs of older runs have none)

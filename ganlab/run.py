@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -29,6 +30,7 @@ from ganlab.divergence import divergence
 from ganlab.errors import GanlabError
 from ganlab.hparams import record_run
 from ganlab.metrics.conditional import ConditionalMetrics, balanced_labels
+from ganlab.metrics.modes import per_channel
 from ganlab.models.layers import N_CLASSES
 from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, read_results, update_results
 from ganlab.runtime import resolve_device, seed_everything
@@ -225,7 +227,8 @@ class TrainingRun:
         png = self.out_dir / SAMPLES_DIR / f"step_{step:06d}.png"
         with _writing(png):  # TensorBoard gets the grid as is; the PNG is enlarged 3x
             images = self.trainer.generate(self.fixed_z, self.fixed_y)
-            save_grid_png(self.logger.images(images, step), png)
+            # stacked MNIST in colour, a digit per channel, as the papers show it
+            save_grid_png(self.logger.images(images, step), png, rgb=images.shape[1] != 1)
 
     def evaluate(self, step: int, stop: list[int], final: bool = False) -> dict[str, float]:
         """Metrics of G at this step to TensorBoard and results.json; raises
@@ -235,14 +238,17 @@ class TrainingRun:
         the periodic evaluations and the final step (the first images of the final draw).
         ``metrics_final/*`` and results.json's ``metrics`` hold the final evaluation at
         ``metrics.n_samples``. Each set has the real-vs-real floor at its own n beside it
-        (``fid_floor``, ``kid_floor``).
+        (``fid_floor``, ``kid_floor``). A Stacked MNIST run's n counts digits (channels),
+        and both sets get its mode metrics (``metrics.mode_samples`` images).
         """
         curve_n = min(self.cfg.metrics.eval_samples, self.session.n)
         n = self.session.n if final else curve_n
         z_dim, seed, classes = self.cfg.model.z_dim, self.cfg.seed, self.trainer.n_classes
         draw = sample_fn(self.trainer.generate, z_dim, self.device, seed, classes)
-        by_n = self.session.metrics_at(_stoppable(draw, stop), (curve_n, n))
+        by_n = self.session.metrics_at(_stoppable(self._digits(draw), stop), (curve_n, n))
+        modes = self.mode_metrics(self.trainer.generate, stop)
         for size, metrics in by_n.items():
+            metrics.update(modes)
             if classes:  # label accuracy and intra-FID, on n images with balanced labels
                 metrics.update(self.conditional_metrics(size, stop))
             floor = self.session.floor(size)
@@ -273,10 +279,24 @@ class TrainingRun:
         draw = sample_fn(
             self.trainer.generate_raw, z_dim, self.device, seed, self.trainer.n_classes
         )
-        metrics = self.session.metrics(_stoppable(draw, stop), self.session.n)
+        metrics = self.session.metrics(_stoppable(self._digits(draw), stop), self.session.n)
+        metrics.update(self.mode_metrics(self.trainer.generate_raw, stop))
         for key, value in metrics.items():
             self.logger.scalar(f"metrics_raw/{key}", value, self.trainer.step)
         update_results(self.out_dir, {"metrics_raw": metrics})
+
+    def _digits(self, draw: Generate) -> Generate:
+        """What the Evaluator measures: G's images, or each channel of a Stacked MNIST
+        image as one digit (``ganlab.metrics.modes.per_channel``)."""
+        channels = self.trainer.data.channels
+        return draw if channels == 1 else per_channel(draw, channels)
+
+    def mode_metrics(self, generate: Callable[..., Tensor], stop: list[int]) -> dict[str, float]:
+        """modes_covered and reverse_kl of a Stacked MNIST G (empty for 1-channel data)."""
+        if self.trainer.data.channels == 1:
+            return {}
+        draw = sample_fn(generate, self.cfg.model.z_dim, self.device, self.cfg.seed)
+        return self.session.modes(_stoppable(draw, stop), self.cfg.metrics.mode_samples)
 
     def conditional_metrics(self, n: int, stop: list[int]) -> dict[str, float]:
         """label_accuracy, intra_fid (and its real floor) of a class-conditional G."""
@@ -305,8 +325,10 @@ class TrainingRun:
             return
         n, ema = self.session.n, self.trainer.ema is not None
         log.info("evaluating %s samples%s…", f"{n:,}", " of the EMA G and of G" if ema else "")
+        channels = self.trainer.data.channels  # stacked MNIST: n digits, then the mode draw
+        drawn = n if channels == 1 else -(-n // channels) + self.cfg.metrics.mode_samples
         bar = tqdm(
-            total=n * (2 if ema else 1),
+            total=drawn * (2 if ema else 1),
             disable=None if self.cfg.trainer.progress else True,
             desc="evaluating",
             unit="img",

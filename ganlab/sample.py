@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] in (["-h"], ["--help"]):
         print(
             f"{USAGE}\n\n--out *.png: one grid, --nrow per row; --out *.npz: uint8 [n, 28, 28] "
-            "under 'images'.\nA run dir means its newest loadable checkpoint."
+            "under 'images' ([n, 3, 28, 28] for data=stacked_mnist, in colour in a grid).\n"
+            "A run dir means its newest loadable checkpoint."
         )
         return
     path, options = parse_args(argv)

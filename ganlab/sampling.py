@@ -21,7 +21,7 @@ from torchvision.utils import save_image
 from ganlab.errors import GanlabError
 from ganlab.runtime import to_uint8
 
-Generate = Callable[[int], Tensor]  # batch size -> images [B, 1, 28, 28] in [-1, 1]
+Generate = Callable[[int], Tensor]  # batch size -> images [B, C, 28, 28] in [-1, 1]
 BATCH = 1000  # images per forward pass: memory stays flat for any n
 FORMATS = (".png", ".npz")
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed's range
@@ -98,33 +98,43 @@ def check_writable(path: Path, name: str) -> None:
         raise GanlabError(f"{name}: cannot write {path} (permission denied in {existing})")
 
 
+def _npz_images(images: Tensor) -> np.ndarray:
+    """What an ``.npz`` holds: uint8 [n, 28, 28] of 1-channel images, [n, C, 28, 28] else."""
+    pixels = to_uint8(images.cpu())
+    return (pixels[:, 0] if pixels.shape[1] == 1 else pixels).numpy()
+
+
 def save_samples(images: Tensor, out: Path, nrow: int, labels: Tensor | None = None) -> None:
-    """``.png``: one grid, nrow images per row; ``.npz``: uint8 [n, 28, 28] under "images"
-    (and the asked-for digits, int64 [n], under "labels" for a conditional generator)."""
+    """``.png``: one grid, nrow images per row (3-channel images in colour: a digit per
+    channel); ``.npz``: uint8 [n, 28, 28] under "images" ([n, 3, 28, 28] for stacked MNIST),
+    and the asked-for digits, int64 [n], under "labels" for a conditional generator."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
         save_image(images, out, nrow=nrow, normalize=True, value_range=(-1, 1))
     else:
         extra = {} if labels is None else {"labels": labels.cpu().numpy()}
-        np.savez_compressed(out, images=to_uint8(images)[:, 0].numpy(), **extra)
+        np.savez_compressed(out, images=_npz_images(images), **extra)
 
 
 @torch.no_grad()
 def stream_npz(draw: Generate, n: int, out: Path) -> None:
-    """n images from ``draw`` into ``out`` as ``np.savez_compressed`` would write them (uint8
-    [n, 28, 28] under "images"), one batch at a time; atomically (a temp file, then a rename)."""
+    """n images from ``draw`` into ``out`` as ``np.savez_compressed`` would write them (as
+    ``save_samples``: uint8 [n, 28, 28] under "images", [n, 3, 28, 28] for stacked MNIST), one
+    batch at a time; atomically (a temp file, then a rename)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    header = {"descr": "|u1", "fortran_order": False, "shape": (n, 28, 28)}
     try:
         with (
             zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive,
             archive.open("images.npy", "w", force_zip64=True) as fh,
         ):
-            np.lib.format.write_array_header_1_0(fh, header)
             for start in range(0, n, BATCH):
-                batch = draw(min(BATCH, n - start))
-                fh.write(to_uint8(batch.cpu())[:, 0].numpy().tobytes())
+                batch = _npz_images(draw(min(BATCH, n - start)))
+                if start == 0:  # the first batch tells the image shape
+                    shape = (n, *batch.shape[1:])
+                    header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+                    np.lib.format.write_array_header_1_0(fh, header)
+                fh.write(batch.tobytes())
         os.replace(tmp, out)
     except OSError as e:  # disk full, folder removed meanwhile...
         tmp.unlink(missing_ok=True)
@@ -141,13 +151,16 @@ GRID_SCALE = 3  # saved grids are enlarged (nearest neighbour) so that digits ar
 GIF_FRAME_MS, GIF_LAST_MS = 400, 2000  # each saved grid, and the last one held longer
 
 
-def save_grid_png(grid: Tensor, path: Path, scale: int = GRID_SCALE) -> None:
-    """A grid ([C, H, W] in [0, 1], as make_grid gives it) as a grayscale PNG, each pixel a
-    ``scale`` x ``scale`` block."""
+def save_grid_png(grid: Tensor, path: Path, scale: int = GRID_SCALE, rgb: bool = False) -> None:
+    """A grid ([3, H, W] in [0, 1], as make_grid gives it) as a grayscale PNG, or with
+    ``rgb`` (a grid of 3-channel images: stacked MNIST, a digit per colour) as an RGB one;
+    each pixel a ``scale`` x ``scale`` block."""
     from PIL import Image
 
-    pixels = grid.mul(255).round().clamp(0, 255).to(torch.uint8)[0].numpy()
-    image = Image.fromarray(pixels)  # uint8 [H, W]: mode L
+    pixels = grid.mul(255).round().clamp(0, 255).to(torch.uint8)
+    # make_grid repeats a 1-channel grid three times: one channel is the grayscale image
+    pixels = pixels.permute(1, 2, 0).numpy() if rgb else pixels[0].numpy()
+    image = Image.fromarray(pixels)  # uint8 [H, W, 3]: mode RGB; [H, W]: mode L
     if scale != 1:
         size = (image.width * scale, image.height * scale)
         image = image.resize(size, Image.Resampling.NEAREST)
@@ -159,10 +172,12 @@ def _frame(png: Path, label: str) -> Any:
     from PIL import Image, ImageDraw
 
     with Image.open(png) as grid:
-        grid = grid.convert("L")
-    frame = Image.new("L", (grid.width, grid.height + 22), 0)
+        mode = "RGB" if grid.mode == "RGB" else "L"  # stacked MNIST's grids are in colour
+        grid = grid.convert(mode)
+    frame = Image.new(mode, (grid.width, grid.height + 22), 0)
     frame.paste(grid, (0, 0))
-    ImageDraw.Draw(frame).text((6, grid.height + 5), label, fill=255)
+    white = 255 if mode == "L" else (255, 255, 255)
+    ImageDraw.Draw(frame).text((6, grid.height + 5), label, fill=white)
     return frame
 
 

@@ -23,6 +23,7 @@ from ganlab.data import MNIST
 from ganlab.ema import EMA
 from ganlab.losses import GANLoss
 from ganlab.models.layers import N_CLASSES
+from ganlab.packing import pack
 from ganlab.penalties import PENALTIES, clip_weights_
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class Trainer:
         self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
         self.data, self.objective, self.ema = data, objective, ema
         self.batch_size, self.z_dim, self.n_critic = batch_size, z_dim, n_critic
+        # PacGAN: D scores packs of this many samples (its first layer is built for them)
+        self.pack = getattr(D, "pack", 1)
         self.step = 0  # generator updates done
         self.d_updates = 0
         # What runs ``iteration``: itself (eager), or its compiled form (ganlab.execution).
@@ -173,10 +176,10 @@ class Trainer:
     def d_update(self, penalty_due: bool) -> dict[str, Tensor]:
         """D: push real scores up and generated scores down (by the loss's measure)."""
         obj = self.objective
-        real, y_real = self._real()  # [B, 1, 28, 28] (and labels [B]), fresh every D step
+        real, y_real = self._real()  # [B, C, 28, 28] (and labels [B]), fresh every D step
         with torch.no_grad():
             fake, y_fake = self._fake()
-        real_features, real_logits = self._score(real, y_real)  # [B, F] or None, [B]
+        real_features, real_logits = self._score(real, y_real)  # [B/m, F] or None, [B/m]
         fake_features, fake_logits = self._score(fake, y_fake)
         loss = obj.loss.d(real_logits, fake_logits)
         logs = {"D/real": real_logits.mean(), "D/fake": fake_logits.mean()}
@@ -241,7 +244,9 @@ class Trainer:
         return self.G(z, y), y
 
     def _score(self, x: Tensor, y: Tensor | None) -> tuple[Tensor | None, Tensor]:
-        """D's features (only when something reads them) and raw scores."""
+        """D's features (only when something reads them) and raw scores, one per pack of
+        ``self.pack`` samples (x [B, C, 28, 28] goes to D as [B/m, m·C, 28, 28])."""
+        x = pack(x, self.pack)
         if self.objective.reads_d_features or self.objective.cond == "acgan":
             return self.D(x, y, return_features=True)
         return None, self.D(x) if y is None else self.D(x, y)
@@ -266,12 +271,13 @@ class Trainer:
         self, real: Tensor, fake: Tensor, y_real: Tensor | None, y_fake: Tensor | None, logs
     ) -> Tensor | None:
         """scale · weight · mean(penalty), on the D updates ``penalty_due`` picks (every
-        ``penalty_every``-th, with weight × penalty_every)."""
+        ``penalty_every``-th, with weight × penalty_every). The penalty's points are packs, as
+        D sees them: one α and one gradient norm per pack (PacGAN)."""
         obj = self.objective
         penalty = PENALTIES[obj.penalty]
         y = y_real if penalty.labels == "real" else y_fake
         D = self.D if y is None else (lambda x: self.D(x, y))
-        value = penalty.fn(D, real, fake).mean()
+        value = penalty.fn(D, pack(real, self.pack), pack(fake, self.pack)).mean()
         logs[f"penalty/{obj.penalty}"] = value
         return penalty.scale * obj.penalty_weight * obj.penalty_every * value
 

@@ -21,7 +21,7 @@ def test_groups_hold_the_contracted_options():
     assert options("model") == ["dcgan", "mlp"]
     assert options("loss") == sorted(LOSSES)
     assert options("optimizer") == ["adam", "rmsprop"]
-    assert options("data") == ["mnist", "mnist_sample"]
+    assert options("data") == ["mnist", "mnist_sample", "stacked_mnist"]
 
 
 def test_defaults_match_the_contract(make_cfg):
@@ -115,6 +115,7 @@ def test_a_bad_model_argument_is_reported_with_its_key(make_cfg):
         ("local_parallel", "JoblibLauncher"),
         ("optuna_search", "OptunaSweeper"),
         ("loss_sweep", "BasicSweeper"),
+        ("stacked_mnist", "BasicSweeper"),
     ],
 )
 def test_shipped_experiments_compose_with_their_plugins(make_cfg, experiment, launcher_or_sweeper):

@@ -9,6 +9,7 @@ term uses another one (``ganlab.backbones``), unless a run asks otherwise and is
 - ``distances``: ``fid``, ``fid_inf`` (FID extrapolated to n = ∞), ``kid`` (float64)
 - ``manifold``: ``precision``, ``recall``, ``density``, ``coverage`` (k-NN balls, k = 5)
 - ``labels``: ``mnist_score``, ``classes_covered``, ``label_kl`` (the classifier's outputs)
+- ``modes``: ``modes_covered``, ``reverse_kl`` (Stacked MNIST's 1,000 modes, per channel)
 - ``evaluator``: ``Evaluator`` (real features cached once per run), ``real_floor``
 - ``reference``: the real images the metrics compare against
 - ``session``: ``EvaluationSession``, all of the above built once (training, CLIs, benchmarks)
@@ -40,5 +41,8 @@ METRIC_KEYS: tuple[str, ...] = tuple(DIRECTIONS)  # what every evaluation return
 # What a class-conditional run's evaluation adds (ganlab.metrics.conditional; its real floor,
 # intra_fid_floor, is written beside intra_fid as fid_floor is beside fid).
 DIRECTIONS.update({"label_accuracy": "max", "intra_fid": "min"})
+# What a Stacked MNIST run's evaluation adds (ganlab.metrics.modes): of the 1,000 modes, how
+# many its samples fall in, and the KL of their histogram from the uniform one.
+DIRECTIONS.update({"modes_covered": "max", "reverse_kl": "min"})
 
 __all__ = ["DIRECTIONS", "METRIC_KEYS"]

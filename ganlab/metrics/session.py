@@ -23,6 +23,7 @@ from ganlab.metrics.classifier import (
     weights_sha256,
 )
 from ganlab.metrics.evaluator import Evaluator, real_floor
+from ganlab.metrics.modes import mode_metrics
 from ganlab.metrics.reference import reference_sets
 from ganlab.sampling import Generate
 
@@ -82,6 +83,11 @@ class EvaluationSession:
     def metrics_at(self, generate: Generate, sizes: Sequence[int]) -> dict[int, dict[str, float]]:
         """Every metric at each sample size, from one draw (``Evaluator.at``)."""
         return self.evaluator.at(generate, sizes)
+
+    def modes(self, generate: Generate, n: int) -> dict[str, float]:
+        """``modes_covered`` and ``reverse_kl`` of n Stacked MNIST images from ``generate``
+        (``ganlab.metrics.modes``), each channel read by the session's classifier."""
+        return mode_metrics(self.evaluator, generate, n)
 
     def floor(self, n: int | None = None) -> dict[str, float] | None:
         """The same metrics for real training images at n samples (cached), if kept."""

@@ -28,7 +28,8 @@ MODELS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
     "dcgan": (dcgan.Generator, dcgan.Discriminator),
 }
 IGNORED_KEYS = ("_target_",)  # written by ganlab < 0.2 into configs and checkpoints
-INJECTED = ("z_dim", "n_classes", "cond")  # set from model.z_dim and cond.name, not by hand
+# Set from model.z_dim, cond.name and the data's channels (data.name), not by hand.
+INJECTED = ("z_dim", "n_classes", "cond", "image_channels")
 
 
 def _positive_int(value: Any) -> bool:
@@ -62,9 +63,12 @@ def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
     return kwargs
 
 
-def build_models(model_cfg: Mapping[str, Any], cond: str = "none") -> tuple[nn.Module, nn.Module]:
+def build_models(
+    model_cfg: Mapping[str, Any], cond: str = "none", image_channels: int = 1
+) -> tuple[nn.Module, nn.Module]:
     """(G, D) of the registered ``model.name`` with ``model.generator`` / ``discriminator``;
-    ``cond`` (``CONDITIONINGS``) makes both class-conditional."""
+    ``cond`` (``CONDITIONINGS``) makes both class-conditional; ``image_channels`` (the
+    data's, ``ganlab.data.image_channels``) is G's output and D's input per sample."""
     if cond not in CONDITIONINGS:
         raise GanlabError(f"unknown cond {cond!r}; choose one of {', '.join(CONDITIONINGS)}")
     if isinstance(model_cfg, DictConfig):
@@ -83,8 +87,9 @@ def build_models(model_cfg: Mapping[str, Any], cond: str = "none") -> tuple[nn.M
         raise GanlabError(f"invalid value for model.init: {init!r} (one of {', '.join(INITS)})")
     G_args = _arguments(G_cls, "model.generator", model_cfg.get("generator"))
     D_args = _arguments(D_cls, "model.discriminator", model_cfg.get("discriminator"))
-    G = G_cls(z_dim=z_dim, n_classes=N_CLASSES if cond != "none" else 0, **G_args)
-    D = D_cls(cond=cond, **D_args)
+    n_classes = N_CLASSES if cond != "none" else 0
+    G = G_cls(z_dim=z_dim, n_classes=n_classes, image_channels=image_channels, **G_args)
+    D = D_cls(cond=cond, image_channels=image_channels, **D_args)
     if init == "dcgan":
         dcgan_init_(G)
         dcgan_init_(D)

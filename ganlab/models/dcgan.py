@@ -13,12 +13,15 @@ from ganlab.models.layers import (
 
 
 class Generator(nn.Module):
-    """z [N, z_dim] -> [N, 2c, 7, 7] -> [N, c, 14, 14] -> [N, 1, 28, 28] in [-1, 1]."""
+    """z [N, z_dim] -> [N, 2c, 7, 7] -> [N, c, 14, 14] -> [N, C, 28, 28] in [-1, 1]
+    (C = ``image_channels``: 1, or 3 for stacked MNIST; c = ``channels``, the width)."""
 
-    def __init__(self, z_dim: int = 100, channels: int = 64, n_classes: int = 0):
+    def __init__(
+        self, z_dim: int = 100, channels: int = 64, n_classes: int = 0, image_channels: int = 1
+    ):
         super().__init__()
         c = channels
-        self.z_dim, self.n_classes = z_dim, n_classes
+        self.z_dim, self.n_classes, self.image_channels = z_dim, n_classes, image_channels
         width = z_dim  # conditional: z ⊙ embed(y), as wide as z
         self.net = nn.Sequential(
             nn.ConvTranspose2d(width, 2 * c, 7, 1, 0, bias=False),  # [N, 2c, 7, 7]
@@ -27,7 +30,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False),  # [N, c, 14, 14]
             nn.BatchNorm2d(c),
             nn.ReLU(True),
-            nn.ConvTranspose2d(c, 1, 4, 2, 1),  # [N, 1, 28, 28]
+            nn.ConvTranspose2d(c, image_channels, 4, 2, 1),  # [N, C, 28, 28]
             nn.Tanh(),
         )
 
@@ -41,17 +44,26 @@ class Generator(nn.Module):
 
 
 class Discriminator(Critic):
-    """[N, 1, 28, 28] -> [N, c, 14, 14] -> [N, 2c, 7, 7] -> raw score [N].
+    """[N, m·C, 28, 28] -> [N, c, 14, 14] -> [N, 2c, 7, 7] -> raw score [N], for packs of
+    m = ``pack`` images of C = ``image_channels`` channels (Critic).
 
     No BatchNorm: it would couple the samples of a batch, which breaks the per-sample
     gradient penalty and lets D tell real from fake batches by their statistics.
     """
 
-    def __init__(self, channels: int = 64, spectral_norm: bool = False, cond: str = "none"):
+    def __init__(
+        self,
+        channels: int = 64,
+        spectral_norm: bool = False,
+        cond: str = "none",
+        pack: int = 1,
+        image_channels: int = 1,
+    ):
         super().__init__()
         c = channels
+        self.pack = pack
         self.body = nn.Sequential(
-            nn.Conv2d(1, c, 4, 2, 1),  # [N, c, 14, 14]
+            nn.Conv2d(pack * image_channels, c, 4, 2, 1),  # [N, c, 14, 14]
             nn.LeakyReLU(0.2),
             nn.Conv2d(c, 2 * c, 4, 2, 1),  # [N, 2c, 7, 7]
             nn.LeakyReLU(0.2),

@@ -101,10 +101,16 @@ class ConditionalHead(nn.Module):
 
 class Critic(nn.Module):
     """What every D shares: ``body`` (x -> last hidden features), ``head`` (-> one raw score)
-    and, for a conditional D, ``conditional`` (a ConditionalHead)."""
+    and, for a conditional D, ``conditional`` (a ConditionalHead).
+
+    ``pack`` (PacGAN, Lin et al. 2018; ``ganlab.packing``): D scores packs of that many
+    samples concatenated along channels, so its input is [N/pack, pack·C, 28, 28]; the
+    trainer packs every batch before D (one score per pack).
+    """
 
     body: nn.Module
     head: nn.Module
+    pack: int = 1
 
     def forward(
         self, x: Tensor, y: Tensor | None = None, return_features: bool = False

@@ -23,30 +23,46 @@ def _stack(sizes: Sequence[int]) -> list[nn.Module]:
 
 
 class Generator(nn.Module):
-    """z [N, z_dim] -> hidden... -> 784 -> tanh -> images [N, 1, 28, 28] in [-1, 1]."""
+    """z [N, z_dim] -> hidden... -> C·784 -> tanh -> images [N, C, 28, 28] in [-1, 1]
+    (C = ``image_channels``: 1, or 3 for stacked MNIST)."""
 
-    def __init__(self, z_dim: int = 100, hidden: Sequence[int] = (128, 256), n_classes: int = 0):
+    def __init__(
+        self,
+        z_dim: int = 100,
+        hidden: Sequence[int] = (128, 256),
+        n_classes: int = 0,
+        image_channels: int = 1,
+    ):
         super().__init__()
-        self.z_dim, self.n_classes = z_dim, n_classes
+        self.z_dim, self.n_classes, self.image_channels = z_dim, n_classes, image_channels
         width = z_dim + (LABEL_EMBEDDING if n_classes else 0)  # conditional: [z, embed(y)]
-        self.net = nn.Sequential(*_stack([width, *hidden]), nn.Linear(hidden[-1], 784), nn.Tanh())
+        self.net = nn.Sequential(
+            *_stack([width, *hidden]), nn.Linear(hidden[-1], image_channels * 784), nn.Tanh()
+        )
         if n_classes:  # created last: an unconditional G draws the same initial weights
             self.label_input = LabelInput(n_classes, z_dim, "concat")
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.n_classes:
             z = self.label_input(z, y)
-        return self.net(z).view(-1, 1, 28, 28)
+        return self.net(z).view(-1, self.image_channels, 28, 28)
 
 
 class Discriminator(Critic):
-    """images [N, 1, 28, 28] -> 784 -> hidden... (``features``) -> raw score [N]."""
+    """packs [N, m·C, 28, 28] -> m·C·784 -> hidden... (``features``) -> raw score [N], for
+    m = ``pack`` images of C = ``image_channels`` channels (Critic)."""
 
     def __init__(
-        self, hidden: Sequence[int] = (256, 128), spectral_norm: bool = False, cond: str = "none"
+        self,
+        hidden: Sequence[int] = (256, 128),
+        spectral_norm: bool = False,
+        cond: str = "none",
+        pack: int = 1,
+        image_channels: int = 1,
     ):
         super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), *_stack([784, *hidden]))
+        self.pack = pack
+        self.body = nn.Sequential(nn.Flatten(), *_stack([pack * image_channels * 784, *hidden]))
         self.head = nn.Linear(hidden[-1], 1)
         if cond != "none":  # created last: an unconditional D draws the same initial weights
             self.conditional = ConditionalHead(cond, hidden[-1])
