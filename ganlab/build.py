@@ -86,7 +86,8 @@ def optimizer(
     """``optimizer.name`` for one network, with its own lr/betas where the config sets them."""
     own = cfg[part]
     lr = cfg.lr if own.lr is None else own.lr
-    betas = None if (b := cfg.betas if own.betas is None else own.betas) is None else list(b)
+    betas = cfg.betas if own.betas is None else own.betas
+    betas = None if betas is None else list(betas)
     return build_optimizer(cfg.name, net.parameters(), lr, betas, capturable)
 
 

@@ -63,8 +63,8 @@ class EMA:
         self.G = copy.deepcopy(G).requires_grad_(False).eval()
         device = next(self.G.parameters()).device
         # float64 counts exactly and gives r_t to double precision (MPS has no float64)
-        self._dtype = torch.float32 if device.type == "mps" else torch.float64
-        self._updates = torch.zeros((), dtype=self._dtype, device=device)
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self._updates = torch.zeros((), dtype=dtype, device=device)
         self._stale = True  # BatchNorm statistics to recompute before the next use
 
     @property

@@ -67,7 +67,7 @@ def evaluate(
         )
     z_dim, channels = config["model"]["z_dim"], getattr(G, "image_channels", 1)
     draw = sample_fn(G, z_dim, torch_device, seed)
-    metrics = session.metrics(draw if channels == 1 else per_channel(draw, channels))
+    metrics = session.metrics(per_channel(draw, channels))
     if channels > 1:
         mode_samples = (config.get("metrics") or {}).get("mode_samples", MODE_SAMPLES)
         metrics.update(session.modes(sample_fn(G, z_dim, torch_device, seed), mode_samples))

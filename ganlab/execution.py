@@ -76,21 +76,22 @@ def compiled(
         options["mode"] = mode
     torch._dynamo.reset()  # one trainer at a time: a sweep's earlier jobs hold no cache slots
     fast = torch.compile(iteration, **options)
-    current = [None]  # None until the first call has compiled
+    current: Iteration | None = None  # None until the first call has compiled
 
     def run(penalty_due: tuple[bool, ...]) -> list[dict[str, Tensor]]:
-        if current[0] is not None:
-            return current[0](penalty_due)
+        nonlocal current
+        if current is not None:
+            return current(penalty_due)
         saved = snapshot()
         try:
             logs = fast(penalty_due)
-            current[0] = fast
+            current = fast
             return logs
         except Exception as e:  # noqa: BLE001 - any compiler failure: undo, then run eager
             reason = " ".join(str(e).split())[:200] or type(e).__name__
             log.warning("trainer.compile=%s failed (%s): running eager", mode, reason)
             restore(saved)
-            current[0] = iteration
+            current = iteration
             return iteration(penalty_due)
 
     return run

@@ -288,8 +288,7 @@ class TrainingRun:
     def _digits(self, draw: Generate) -> Generate:
         """What the Evaluator measures: G's images, or each channel of a Stacked MNIST
         image as one digit (``ganlab.metrics.modes.per_channel``)."""
-        channels = self.trainer.data.channels
-        return draw if channels == 1 else per_channel(draw, channels)
+        return per_channel(draw, self.trainer.data.channels)
 
     def mode_metrics(self, generate: Callable[..., Tensor], stop: list[int]) -> dict[str, float]:
         """modes_covered and reverse_kl of a Stacked MNIST G (empty for 1-channel data)."""

@@ -53,6 +53,11 @@ class Objective:
         return [n for n, t in TERMS.items() if n in self.aux and t.network == network]
 
     @property
+    def penalized(self) -> bool:
+        """Whether D's objective has a penalty term at all (a penalty and a weight > 0)."""
+        return PENALTIES[self.penalty] is not None and self.penalty_weight > 0
+
+    @property
     def reads_d_features(self) -> bool:
         return any(TERMS[name].reads == "D" for name in self.aux)
 
@@ -121,7 +126,7 @@ class Trainer:
     def compile_blocker(self) -> str | None:
         """Why this iteration cannot be compiled, or None when it can."""
         obj = self.objective
-        if PENALTIES[obj.penalty] is not None and obj.penalty_weight > 0:
+        if obj.penalized:
             return (
                 f"penalty={obj.penalty} needs a double backward through D, which "
                 "torch.compile does not support (pytorch/pytorch#91469)"
@@ -170,8 +175,7 @@ class Trainer:
         """Whether D update number ``d_update`` (0-based) adds the penalty: every
         ``penalty_every``-th one (lazy regularisation), when there is a penalty at all."""
         obj = self.objective
-        on = PENALTIES[obj.penalty] is not None and obj.penalty_weight > 0
-        return on and d_update % obj.penalty_every == 0
+        return obj.penalized and d_update % obj.penalty_every == 0
 
     def d_update(self, penalty_due: bool) -> dict[str, Tensor]:
         """D: push real scores up and generated scores down (by the loss's measure)."""

@@ -54,7 +54,10 @@ def reverse_kl(modes: Tensor, n_modes: int = N_MODES) -> float:
 def per_channel(generate: Generate, channels: int = CHANNELS) -> Generate:
     """A ``Generate`` of single digits [B, 1, 28, 28] from one of images [B', C, 28, 28]: the
     channels of each image in turn (image i's channel c is digit C·i + c), drawing as many
-    images as each batch needs and keeping the channels left over for the next batch."""
+    images as each batch needs and keeping the channels left over for the next batch.
+    ``generate`` itself when C = 1 (its images are digits already)."""
+    if channels == 1:
+        return generate
     left: list[Tensor] = []  # digits drawn but not handed out yet, [k, 1, 28, 28], k < C
 
     def draw(batch: int) -> Tensor:
