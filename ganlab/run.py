@@ -49,6 +49,7 @@ from ganlab.tracking import RunLogger, in_sweep, run_overrides
 log = logging.getLogger(__name__)
 
 N_FIXED = 64  # images in each sample grid (8 x 8)
+CPU_KEY = "cpu_s"  # a checkpoint's CPU seconds of training so far (trainer.cpu_minutes)
 GRID_COLUMNS = 8
 
 
@@ -86,14 +87,21 @@ class TrainingRun:
         self.session = build_session(cfg, self.device)
         self._conditional: ConditionalMetrics | None = None  # built at the first evaluation
         self.plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        # CPU seconds of the training loops of earlier sittings (trainer.cpu_minutes counts
+        # them all, so an interrupted budgeted run gets only what is left of its budget)
+        self.cpu_before = 0.0
         found = find_resume(t.resume, out_dir, self.device)
         if found is not None:
             check_identity(found[1]["config"], self.plain_cfg, found[0])
             self.restore(found[1])
+            self.cpu_before = float(found[1].get(CPU_KEY, 0.0))
             log.info("resumed from %s at step %d", found[0], self.trainer.step)
-        # A completed run resumed with the same trainer.steps has nothing left to do.
+        # A completed run resumed with the same trainer.steps (and trainer.cpu_minutes) has
+        # nothing left to do: a sweep run again skips its finished jobs.
         previous = read_results(out_dir) if t.resume == "auto" else {}
-        self.done = self.trainer.step >= t.steps and previous.get("status") == "completed"
+        spent = t.cpu_minutes > 0 and self.cpu_before >= 60 * t.cpu_minutes
+        finished = self.trainer.step >= t.steps or spent
+        self.done = finished and previous.get("status") == "completed"
         self.previous = previous
         self.logger = RunLogger(
             out_dir / TB_DIR, purge_step=self.trainer.step + 1 if found else None
@@ -168,14 +176,18 @@ class TrainingRun:
 
     def out_of_budget(self) -> bool:
         """True once the loop has used ``trainer.cpu_minutes`` of CPU time (when set): the
-        budget counts this process's training loop (all threads, periodic evaluations
-        included), so a resumed run gets a fresh budget."""
+        budget counts the training loop's CPU time (all threads, periodic evaluations
+        included) over every sitting of the run, carried by its checkpoints."""
         budget = self.cfg.trainer.cpu_minutes
-        if budget and time.process_time() - self.cpu0 >= 60 * budget:
+        if budget and self.cpu_spent() >= 60 * budget:
             if not self.budget_spent:
                 log.info("trainer.cpu_minutes=%g spent at step %d", budget, self.trainer.step)
             self.budget_spent = True
         return self.budget_spent
+
+    def cpu_spent(self) -> float:
+        """CPU seconds of the training loop so far, earlier sittings included."""
+        return self.cpu_before + time.process_time() - self.cpu0
 
     def check(self) -> str | None:
         """Why the interval's means show divergence, or None; reads them back (one sync)."""
@@ -311,7 +323,12 @@ class TrainingRun:
     def checkpoint(self) -> None:
         with _writing(self.out_dir / TB_DIR):
             self.logger.flush()  # events up to this step reach the disk before the state
-        state = {**self.trainer.state_dict(), "rng": rng_state(), "config": self.plain_cfg}
+        state = {
+            **self.trainer.state_dict(),
+            "rng": rng_state(),
+            "config": self.plain_cfg,
+            CPU_KEY: self.cpu_spent(),
+        }
         self.ckpts.save(self.trainer.step, state)
 
     def interrupt(self) -> None:

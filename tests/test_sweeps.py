@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from tests.conftest import TINY, train_cli
+from ganlab.checkpoint import load_checkpoint
+from ganlab.rundir import read_results
+from tests.conftest import TINY, tiny, train_cli
 
 SWEEP = [
     "loss=vanilla,hinge",
@@ -64,3 +72,73 @@ def test_submitit_local_launcher(tmp_path):
     runs = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10")
     check_two_runs(runs)
     assert (tmp_path / "sweep" / ".submitit").is_dir()
+
+
+# --- a sweep that survives interruption -------------------------------------------------------
+
+SWEEP_STEPS = 600
+RESUMABLE = [
+    "loss=vanilla,hinge,lsgan",
+    *tiny("mlp"),
+    "data=mnist_sample",
+    f"trainer.steps={SWEEP_STEPS}",
+    "trainer.log_every=50",
+    "trainer.ckpt_every=100",
+    "trainer.sample_every=0",
+    "trainer.resume=auto",
+    "hydra.sweep.subdir=${loss.name}",  # the overrides would make too long a folder name
+]
+
+
+def _sweep_proc(sweep_dir: Path, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ganlab.train", "-m", *RESUMABLE, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,  # its own process group: the kill takes the whole sweep
+    )
+
+
+def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_rest(tmp_path):
+    """SIGKILL a real sweep in its second job; the same command again leaves the finished
+    job as it was, continues the killed one from its checkpoint (bit-identical to a run
+    never interrupted) and runs the job that had not started."""
+    out = tmp_path / "sweep"
+    first, second, third = (out / loss for loss in ("vanilla", "hinge", "lsgan"))
+    proc = _sweep_proc(out, tmp_path)
+    deadline = time.monotonic() + 300
+    while not (second / "checkpoints" / "step_000300.pt").exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "the second job never reached step 300"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read_results(first)["status"] == "completed"
+    assert read_results(second).get("status") != "completed" and not third.exists()
+    finished = (first / "results.json").read_bytes(), (first / "checkpoints" / "last.pt").stat()
+    killed_at = load_checkpoint(second / "checkpoints" / "last.pt")["step"]
+    assert 100 <= killed_at < SWEEP_STEPS  # last.pt follows the numbered copy a moment later
+
+    again = _sweep_proc(out, tmp_path)
+    log = again.communicate(timeout=600)[0]
+    assert again.returncode == 0, log[-3000:]
+    assert f"already completed {SWEEP_STEPS} steps" in log
+    assert f"resumed from {second / 'checkpoints' / 'last.pt'} at step {killed_at}" in log
+    assert (first / "results.json").read_bytes() == finished[0]  # left as it was
+    assert (first / "checkpoints" / "last.pt").stat().st_mtime_ns == finished[1].st_mtime_ns
+    for job in (first, second, third):
+        results = read_results(job)
+        assert results["status"] == "completed" and results["steps"] == SWEEP_STEPS
+    assert "3 completed" in log  # the sweep's summary counts every job, the skipped one too
+
+    # the resumed job equals the same run trained without an interruption
+    reference = tmp_path / "reference"
+    single = [a for a in RESUMABLE if not a.startswith(("loss=", "hydra."))]
+    proc = train_cli("loss=hinge", *single, f"hydra.run.dir={reference}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (reference, second))
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net

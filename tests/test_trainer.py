@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ganlab.build import build_trainer
@@ -76,3 +77,28 @@ def test_a_cpu_budget_ends_the_run_completed_with_its_step_recorded(make_cfg, tm
     assert (tmp_path / "samples" / f"step_{steps:06d}.png").is_file()
     # the loop's own CPU time (results.json) reached the budget of 1.2 s
     assert results["throughput"]["cpu_s_per_it"] * steps >= 0.02 * 60
+
+
+def test_a_cpu_budget_counts_every_sitting_of_a_resumed_run(make_cfg, tmp_path):
+    """The checkpoint carries the CPU time spent: a finished budgeted run resumed with the
+    same budget has nothing to do (a sweep run again skips it); a larger budget continues
+    it, and the two sittings together use the larger budget, not a fresh one each."""
+    run = [*tiny("mlp"), "data=mnist_sample", "trainer.steps=1000000", "trainer.resume=auto"]
+    train(make_cfg(*run, "trainer.cpu_minutes=0.02"), tmp_path)
+    first = read_results(tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["cpu_s"] >= 0.02 * 60  # the loop's CPU seconds, as results.json counts them
+    # (the checkpoint is written a moment before the loop's clock stops)
+    loop_s = first["throughput"]["cpu_s_per_it"] * first["steps"]
+    assert state["cpu_s"] == pytest.approx(loop_s, rel=0.05)
+
+    train(make_cfg(*run, "trainer.cpu_minutes=0.02"), tmp_path)  # the same budget: skipped
+    assert read_results(tmp_path) == first
+
+    train(make_cfg(*run, "trainer.cpu_minutes=0.04"), tmp_path)  # 1.2 s more, not 2.4 s
+    second = read_results(tmp_path)
+    total = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["cpu_s"]
+    assert second["status"] == "completed" and second["steps"] > first["steps"]
+    assert 0.04 * 60 <= total < 0.04 * 60 + 0.5 * (0.02 * 60)
+    added = second["throughput"]["cpu_s_per_it"] * (second["steps"] - first["steps"])
+    assert added == pytest.approx(total - state["cpu_s"], rel=0.05)
