@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 
 from ganlab.build import optimizer
 from ganlab.config import config_dir, validate
@@ -116,6 +117,8 @@ def test_a_bad_model_argument_is_reported_with_its_key(make_cfg):
         ("optuna_search", "OptunaSweeper"),
         ("loss_sweep", "BasicSweeper"),
         ("stacked_mnist", "BasicSweeper"),
+        ("loss_study", "BasicSweeper"),
+        ("[loss_study,slurm]", "SlurmLauncher"),  # the study on a cluster
     ],
 )
 def test_shipped_experiments_compose_with_their_plugins(make_cfg, experiment, launcher_or_sweeper):
@@ -123,3 +126,24 @@ def test_shipped_experiments_compose_with_their_plugins(make_cfg, experiment, la
     targets = cfg.hydra.launcher._target_ + cfg.hydra.sweeper._target_
     assert launcher_or_sweeper in targets
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+
+
+def test_the_loss_study_sweeps_every_loss_both_recipes_three_seeds_resumably(make_cfg):
+    cfg = make_cfg("+experiment=loss_study", return_hydra_config=True)
+    params = dict(cfg.hydra.sweeper.params)
+    assert params == {"recipe": "card,paper", "loss": "glob(*)", "seed": "0,1,2"}
+    # run again, the same command continues it: a fixed folder, every job resumed or skipped
+    assert "${now" not in str(OmegaConf.to_container(cfg.hydra.sweep)["dir"])
+    assert cfg.trainer.resume == "auto" and cfg.trainer.ema > 0
+    assert cfg.trainer.ckpt_every and cfg.trainer.steps % cfg.trainer.ckpt_every == 0
+
+
+@pytest.mark.parametrize("loss", ["vanilla", "wgan", "wgan_gp", "hinge"])
+def test_recipe_card_is_the_default_settings_under_a_name(make_cfg, loss):
+    """recipe=card exists so a sweep can list the default beside recipe=paper: it must
+    change nothing but the recipe key."""
+    default = OmegaConf.to_container(make_cfg(f"loss={loss}"), resolve=True)
+    card = OmegaConf.to_container(make_cfg(f"loss={loss}", "recipe=card"), resolve=True)
+    paper = OmegaConf.to_container(make_cfg(f"loss={loss}", "recipe=paper"), resolve=True)
+    assert card.pop("recipe") == "card" and paper["recipe"] == "paper"
+    assert default.pop("recipe") is None and card == default
