@@ -33,6 +33,10 @@ IDENTITY = (
     "model.discriminator",
     "cond.name",
     "loss.name",
+    # Stacked MNIST's dataset (null for MNIST): a 1-channel checkpoint cannot become a
+    # 3-channel run, nor a run continue on other stacked digits
+    "data.num_images",
+    "data.seed",
 )
 # Keys added to those sections since checkpoints were first written, and the value their
 # absence stood for: a checkpoint without one resumes into a run that sets that value.

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from scipy import stats
 
@@ -318,6 +319,18 @@ def test_a_checkpoint_from_before_packing_resumes_and_another_pack_does_not(tmp_
     new["model"]["discriminator"]["pack"] = 2
     with pytest.raises(GanlabError, match="model.discriminator="):
         check_identity(old, new, tmp_path / "last.pt")
+
+
+def test_an_mnist_checkpoint_does_not_resume_into_a_stacked_run(make_cfg, tmp_path):
+    """A named refusal, not the generic "cannot restore" of mismatched weight shapes."""
+    plain = OmegaConf.to_container(make_cfg(), resolve=True)
+    stacked = OmegaConf.to_container(make_cfg("data=stacked_mnist"), resolve=True)
+    with pytest.raises(GanlabError, match=r"data.num_images=None, this run has data.num_images="):
+        check_identity(plain, stacked, tmp_path / "last.pt")
+    other = OmegaConf.to_container(make_cfg("data=stacked_mnist", "data.seed=7"), resolve=True)
+    with pytest.raises(GanlabError, match="data.seed"):
+        check_identity(stacked, other, tmp_path / "last.pt")
+    check_identity(stacked, stacked, tmp_path / "last.pt")
 
 
 def test_data_mnist_leaves_the_stacked_keys_unset(make_cfg):
