@@ -3,12 +3,18 @@ tables, then significance, ranks per seed and CPU-time curves on hand-made sweep
 
 from __future__ import annotations
 
+import csv
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
+import yaml
+from torch.utils.tensorboard import SummaryWriter
 
+from ganlab.report import build_report
 from ganlab.report.stats import bootstrap_diff_ci, holm, ranks, welch_df, welch_test
 
 # --- the statistics -------------------------------------------------------------------------
@@ -88,3 +94,158 @@ def test_ranks_share_ties_and_put_missing_last() -> None:
     assert ranks([None, 2.0, None, 1.0]) == [3.5, 2.0, 3.5, 1.0]  # places 3 and 4, shared
     with pytest.raises(ValueError, match="finite"):
         ranks([math.inf, None])
+
+
+# --- hand-made sweep folders ----------------------------------------------------------------
+# Each run folder as the trainer leaves it: results.json, .hydra/config.yaml and
+# overrides.yaml (tests/test_report.py's runs come from real training instead), and optionally
+# TensorBoard events written with the SummaryWriter the trainer uses.
+
+CURVE_STEPS = (100, 200, 300, 400)
+
+
+def make_run(
+    sweep: Path,
+    loss: str,
+    seed: int,
+    fid: float | None,
+    recipe: str | None = None,
+    status: str = "completed",
+    cpu_s_per_it: float | None = 0.05,
+    tb: bool = False,
+    crashed: bool = False,
+) -> Path:
+    """A run folder; ``crashed``: Hydra's folder only (no results.json)."""
+    choices = {"loss": loss, "seed": seed, **({"recipe": recipe} if recipe else {})}
+    run_dir = sweep / ",".join(f"{k}={v}" for k, v in sorted(choices.items()))
+    hydra = run_dir / ".hydra"
+    hydra.mkdir(parents=True)
+    config = {"loss": {"name": loss}, "seed": seed, **({"recipe": recipe} if recipe else {})}
+    (hydra / "config.yaml").write_text(yaml.safe_dump(config))
+    (hydra / "overrides.yaml").write_text(yaml.safe_dump([f"{k}={v}" for k, v in choices.items()]))
+    if crashed:
+        return run_dir
+    throughput = {"it_per_s": 20.0, **({"cpu_s_per_it": cpu_s_per_it} if cpu_s_per_it else {})}
+    results = {
+        "status": status,
+        "loss": loss,
+        "seed": seed,
+        "final": {"loss_d": 0.5, "loss_g": 1.5},
+        "throughput": throughput,
+        "metrics": {"fid": fid},
+    }
+    (run_dir / "results.json").write_text(json.dumps(results))
+    if tb and fid is not None:
+        write_curves(run_dir, fid)
+    return run_dir
+
+
+def write_curves(run_dir: Path, fid: float) -> None:
+    writer = SummaryWriter(str(run_dir / "tb"))
+    for i, step in enumerate(CURVE_STEPS):
+        writer.add_scalar("metrics/fid", fid * (len(CURVE_STEPS) - i), step)  # down to fid
+        writer.add_scalar("loss/G", 1.5 + 0.1 * i, step)
+        writer.add_scalar("loss/D", 0.5 - 0.05 * i, step)
+    writer.close()
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def table_after(text: str, heading: str) -> list[list[str]]:
+    """The cells of the first markdown table after ``heading`` (header row first)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    first = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return [rows[0], *rows[2:]]  # without the --- line
+
+
+@pytest.fixture
+def small_sweep(tmp_path: Path) -> Path:
+    """3 losses x seeds 0-2: b's seed 2 diverged, c's seed 1 crashed and its seed 2 is absent."""
+    sweep = tmp_path / "sweep"
+    for seed, fid in enumerate((10.0, 20.0, 30.0)):
+        make_run(sweep, "a", seed, fid, tb=True, cpu_s_per_it=0.02 * (seed + 1))
+    make_run(sweep, "b", 0, 15.0, tb=True, cpu_s_per_it=0.1)
+    make_run(sweep, "b", 1, 12.0, tb=True, cpu_s_per_it=0.1)
+    make_run(sweep, "b", 2, None, status="diverged")
+    make_run(sweep, "c", 0, 20.0, tb=True, cpu_s_per_it=0.3)
+    make_run(sweep, "c", 1, None, crashed=True)
+    return sweep
+
+
+# Rank by FID at each seed, worked by hand: seed 0 a 10 < b 15 < c 20; seed 1 b 12 < a 20,
+# c crashed; seed 2 a 30, b diverged and c absent share places 2 and 3.
+EXPECTED_RANKS = {
+    "a": (["1", "2", "1"], (1 + 2 + 1) / 3),
+    "b": (["2", "1", "2.5 (failed)"], (2 + 1 + 2.5) / 3),
+    "c": (["3", "3 (failed)", "2.5 (no run)"], (3 + 3 + 2.5) / 3),
+}
+
+
+def test_rank_per_seed_counts_failed_and_missing_runs_last(small_sweep: Path) -> None:
+    report = build_report(small_sweep)
+    assert [row.group for row in report.rows] == ["b", "a", "c"]  # by mean FID of successes
+    table = table_after(report.markdown.read_text(), "## Rank per seed")
+    assert table[0] == ["loss", "seed 0", "seed 1", "seed 2", "mean rank"]
+    assert [row[0] for row in table[1:]] == ["a", "b", "c"]  # by mean rank: b's failure counts
+    for row in table[1:]:
+        cells, mean = EXPECTED_RANKS[row[0]]
+        assert row[1:] == [*cells, f"{mean:.2f}"]
+
+    csv_rows = {row["loss"]: row for row in read_rows(small_sweep / "ranks.csv")}
+    assert list(csv_rows) == ["a", "b", "c"]
+    for group, (cells, mean) in EXPECTED_RANKS.items():
+        ranks_at = [float(csv_rows[group][f"seed_{s}"]) for s in range(3)]
+        assert ranks_at == [float(c.split()[0]) for c in cells]
+        assert float(csv_rows[group]["mean_rank"]) == pytest.approx(mean, rel=1e-12)
+    assert csv_rows["c"]["unranked"] == "seed 1: failed; seed 2: no run"
+
+
+def test_higher_is_better_ranks_the_highest_first(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        for loss, score in (("low", 2.0), ("high", 9.0)):
+            run_dir = make_run(sweep, loss, seed, 50.0)
+            results = json.loads((run_dir / "results.json").read_text())
+            results["metrics"]["mnist_score"] = score + seed
+            (run_dir / "results.json").write_text(json.dumps(results))
+    report = build_report(sweep, metric="mnist_score")
+    assert [(r.group, r.rank) for r in report.ranks] == [
+        ("high", {"0": 1.0, "1": 1.0}),
+        ("low", {"0": 2.0, "1": 2.0}),
+    ]
+
+
+def test_significance_of_the_small_sweep(small_sweep: Path) -> None:
+    report = build_report(small_sweep)
+    a, b = [10.0, 20.0, 30.0], [15.0, 12.0]  # the successful FIDs, from the folders above
+    ref = scipy.stats.ttest_ind(b, a, equal_var=False)
+    rows = read_rows(small_sweep / "significance.csv")
+    assert [(r["group_a"], r["group_b"]) for r in rows] == [("b", "a"), ("b", "c"), ("a", "c")]
+    tested = rows[0]  # the only pair with a test: Holm over one pair is the p itself
+    assert float(tested["mean_diff"]) == pytest.approx(np.mean(b) - np.mean(a), rel=1e-12)
+    assert float(tested["welch_t"]) == pytest.approx(ref.statistic, rel=1e-12)
+    assert float(tested["p"]) == pytest.approx(ref.pvalue, rel=1e-12)
+    assert float(tested["holm_p"]) == pytest.approx(ref.pvalue, rel=1e-12)
+    low, high = float(tested["ci_low"]), float(tested["ci_high"])
+    assert low <= np.mean(b) - np.mean(a) <= high
+    for untested in rows[1:]:  # c has one successful run
+        assert untested["welch_t"] == untested["p"] == untested["ci_low"] == ""
+        assert "fewer than 2 successful runs" in untested["note"] and "c" in untested["note"]
+
+    text = report.markdown.read_text()
+    assert "## Significance (`fid`)" in text and "little power" in text.lower()
+    assert "n = 1–3 successful runs per group" in text
+    table = table_after(text, "## Significance")
+    assert table[0][:8] == ["A", "B", "mean A − B", "95% bootstrap CI", "Welch t", "df", "p",
+                            "Holm p"]  # fmt: skip
+    assert table[1][:2] == ["b", "a"] and table[1][6] == f"{ref.pvalue:.3f}"
+    assert table[2][4:8] == ["–", "–", "–", "–"]
