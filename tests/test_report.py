@@ -124,7 +124,7 @@ def test_report_of_a_real_sweep_matches_the_jsons(sweep: Path, tmp_path: Path) -
 
     text = md.read_text()
     assert "Primary metric: `final.loss_g`, lower is better" in text
-    for name in ("curves.png", "final_box.png", "samples.png"):
+    for name in ("curves.png", "curves_cpu.png", "final_box.png", "samples.png"):
         assert f"]({name})" in text  # embedded with a relative link
         assert_png(tmp_path / name)
     # real runs record their seed and CPU time: the comparisons have what they need

@@ -15,7 +15,9 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from ganlab.report import build_report
+from ganlab.report.plots import cpu_minutes_per_step, group_colors
 from ganlab.report.stats import bootstrap_diff_ci, holm, ranks, welch_df, welch_test
+from tests.test_report import assert_png
 
 # --- the statistics -------------------------------------------------------------------------
 
@@ -249,3 +251,78 @@ def test_significance_of_the_small_sweep(small_sweep: Path) -> None:
                             "Holm p"]  # fmt: skip
     assert table[1][:2] == ["b", "a"] and table[1][6] == f"{ref.pvalue:.3f}"
     assert table[2][4:8] == ["–", "–", "–", "–"]
+
+
+def test_curves_against_cpu_minutes_are_drawn_and_linked(small_sweep: Path) -> None:
+    report = build_report(small_sweep)
+    assert report.plots["curves_cpu"] == small_sweep / "curves_cpu.png"
+    assert_png(report.plots["curves_cpu"])
+    assert "![curves_cpu](curves_cpu.png)" in report.markdown.read_text()
+    # each group's steps are scaled by the mean of its runs' CPU-s per iteration, in minutes
+    scale = cpu_minutes_per_step(report.rows)
+    assert scale == pytest.approx({"a": 0.04 / 60, "b": 0.1 / 60, "c": 0.3 / 60}, rel=1e-12)
+
+
+def test_no_cpu_time_no_cpu_curves(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        make_run(sweep, "a", seed, 10.0 + seed, tb=True, cpu_s_per_it=None)
+    report = build_report(sweep)
+    assert report.plots["curves"] is not None and report.plots["curves_cpu"] is None
+    assert not (sweep / "curves_cpu.png").exists()
+
+
+# --- 16 groups: recipe x loss, as +experiment=loss_study ------------------------------------
+
+LOSSES16 = ("hinge", "lsgan", "ns", "rsgan", "vanilla", "wgan", "wgan_gp", "ragan")
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    """2 recipes x 8 losses x 3 seeds: card/hinge clearly best; the other card groups 2 FID
+    apart with a wide spread over seeds (no pair separable), the paper ones 2 apart around 150
+    with a narrow one (some pairs separable even after Holm)."""
+    sweep = tmp_path / "study"
+    wide, narrow = (-8.0, 1.0, 7.0), (-0.5, 0.1, 0.4)
+    for recipe in ("card", "paper"):
+        for i, loss in enumerate(LOSSES16):
+            base, spread = (60.0 + 2 * i, wide) if recipe == "card" else (150.0 + 2 * i, narrow)
+            if (recipe, loss) == ("card", "hinge"):
+                base, spread = 20.0, narrow
+            for seed, noise in enumerate(spread):
+                make_run(sweep, loss, seed, base + noise, recipe=recipe, tb=seed == 0)
+    return sweep
+
+
+def hand_holm(p: list[float]) -> list[float]:
+    """Holm step-down, as a loop (independent of the numpy version)."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for j, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - j) * p[i]))
+        out[i] = running
+    return out
+
+
+def test_sixteen_groups_stay_readable(study: Path) -> None:
+    report = build_report(study, group_by="recipe,loss")
+    assert len(report.rows) == 16 and report.rows[0].group == "card, hinge"
+    rows = read_rows(study / "significance.csv")
+    assert len(rows) == 120  # every pair in the CSV
+    p = [float(r["p"]) for r in rows]
+    assert [float(r["holm_p"]) for r in rows] == pytest.approx(hand_holm(p), rel=1e-12)
+    assert [float(r["holm_p"]) for r in rows] == sorted(float(r["holm_p"]) for r in rows)
+
+    text = report.markdown.read_text()
+    shown = table_after(text, "## Significance")[1:]
+    keep = [r for r in rows if "card, hinge" in (r["group_a"], r["group_b"])
+            or float(r["holm_p"]) < 0.05]  # fmt: skip
+    assert f"Showing {len(keep)} of 120 pairs" in text and 15 < len(shown) == len(keep) < 120
+    assert [(row[0], row[1]) for row in shown] == [(r["group_a"], r["group_b"]) for r in keep]
+
+    colors = group_colors(report.rows)
+    assert len(set(colors.values())) == 16
+    for name in ("curves.png", "curves_cpu.png", "final_box.png"):
+        assert_png(study / name)
+    ranks_rows = read_rows(study / "ranks.csv")
+    assert ranks_rows[0]["recipe,loss"] == "card, hinge" and ranks_rows[0]["mean_rank"] == "1.0"

@@ -9,9 +9,10 @@ Reads every run's ``results.json`` and TensorBoard scalars and writes, next to t
   Holm-adjusted p and a bootstrap CI of the difference of means (report.md lists the pairs
   that matter);
 - ``ranks.csv``: each group's rank at each seed (failures last) and its mean rank;
-- ``curves.png``, ``final_box.png``, ``samples.png``, ``progress.png``: the metric (and the
-  losses) against the step with a band over seeds (dots where a curve has few points), the
-  final primary metric per group, the best run's last samples, and its samples over training.
+- ``curves.png``, ``curves_cpu.png``, ``final_box.png``, ``samples.png``, ``progress.png``:
+  the metric (and the losses) against the step with a band over seeds (dots where a curve has
+  few points), the same against CPU-minutes, the final primary metric per group, the best
+  run's last samples, and its samples over training.
 
 ``collect_runs`` (runs) → ``summarize`` (summary) → ``compare_groups`` (significance, with
 ``stats``) and ``rank_per_seed`` (ranks) → ``write_report`` (render, with plots and sections)

@@ -107,6 +107,8 @@ def _runs_table(rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: 
 def _plots_section(plots: dict[str, Path | None], primary: str, group_by: str) -> list[str]:
     captions = {
         "curves": "Training curves (mean over seeds, band min–max)",
+        "curves_cpu": "Training curves against CPU-minutes (x = step × the group's mean"
+        " `throughput.cpu_s_per_it` / 60: each group's curves.png curve, rescaled)",
         "final_box": f"Final `{primary}` per {group_by}",
         "samples": f"Samples of each {group_by}'s best run",
         "progress": f"Samples over training, each {group_by}'s best run",
