@@ -1,4 +1,5 @@
-"""The report's figures: training curves, the final primary metric per group, samples.
+"""The report's figures: training curves (against steps and CPU-minutes), the final primary
+metric per group, samples.
 
 Figures are made without pyplot (no global backend switch, no figure left open in the caller)
 and matplotlib is imported inside the functions, so importing the report stays cheap. Each
