@@ -124,9 +124,16 @@ def test_report_of_a_real_sweep_matches_the_jsons(sweep: Path, tmp_path: Path) -
 
     text = md.read_text()
     assert "Primary metric: `final.loss_g`, lower is better" in text
-    for name in ("curves.png", "final_box.png", "samples.png"):
+    for name in ("curves.png", "curves_cpu.png", "final_box.png", "samples.png"):
         assert f"]({name})" in text  # embedded with a relative link
         assert_png(tmp_path / name)
+    # real runs record their seed and CPU time: the comparisons have what they need
+    assert "## Significance (`final.loss_g`)" in text and "## Rank per seed" in text
+    with (tmp_path / "ranks.csv").open(newline="") as f:
+        assert {row["loss"] for row in csv.DictReader(f)} == set(LOSSES)
+    with (tmp_path / "significance.csv").open(newline="") as f:
+        (pair,) = csv.DictReader(f)
+    assert float(pair["holm_p"]) == pytest.approx(float(pair["p"]))  # one pair: nothing to adjust
 
 
 def test_markdown_table_has_one_row_per_loss(sweep: Path, tmp_path: Path) -> None:

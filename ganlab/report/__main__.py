@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ganlab.cli import entry_point
-from ganlab.report.render import build_report, format_stat
+from ganlab.report.render import Report, build_report, format_stat
+from ganlab.report.sections import ALPHA
 from ganlab.report.summary import better
 
 
@@ -40,14 +41,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = build_report(args.sweep_dir, args.out, args.group_by, args.metric)
     out = report.markdown.parent
     drawn = [p.name for p in report.plots.values() if p is not None]
+    tables = [p.name for p in report.tables.values()]
     print(f"wrote {report.markdown}")
-    print(f"  also in {out}: {', '.join([report.csv.name, *drawn])}")
+    print(f"  also in {out}: {', '.join([report.csv.name, *tables, *drawn])}")
     print(f"  primary metric {report.primary} ({better(report.primary)} is better):")
     for row in report.rows:
         best = f", best {row.best.label}" if row.best else ""
         stat = format_stat(row.stats[report.primary])
         print(f"  {row.group}: {stat} over {len(row.ok)} of {len(row.runs)} runs{best}")
+    print(f"  {_significance_line(report)}")
     return 0
+
+
+def _significance_line(report: Report) -> str:
+    tested = [pair for pair in report.pairs if pair.holm_p is not None]
+    if not tested:
+        return f"significance: no pair of groups has a test (see {report.markdown.name})"
+    below = sum(pair.holm_p < ALPHA for pair in tested)
+    return (
+        f"significance: {below} of {len(tested)} pair{'s' if len(tested) != 1 else ''}"
+        f" with Holm-adjusted Welch p < {ALPHA}"
+        f" (see {report.markdown.name})"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The report's figures: training curves, the final primary metric per group, samples.
+"""The report's figures: training curves (against steps and CPU-minutes), the final primary
+metric per group, samples.
 
 Figures are made without pyplot (no global backend switch, no figure left open in the caller)
 and matplotlib is imported inside the functions, so importing the report stays cheap. Each
@@ -14,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from ganlab.report.runs import last_sample, metric_value, read_scalars, samples, step_of
+from ganlab.report.runs import (
+    last_sample,
+    metric_value,
+    read_scalars,
+    result_value,
+    samples,
+    step_of,
+)
 from ganlab.report.summary import GroupRow, better
 
 DPI = 120
@@ -22,6 +30,8 @@ MARKED_POINTS = 3  # curves with this many points or fewer are drawn with marker
 STRIP_COLUMNS = 6  # grids per group in the progress strip, evenly spaced over training
 # The TensorBoard tags of the losses (see ARCHITECTURE.md), by their name in results.json.
 LOSS_TAGS = {"final.loss_g": "loss/G", "final.loss_d": "loss/D"}
+# The loop's CPU seconds per G step, periodic evaluations included (see run.py).
+CPU_S_PER_IT = "throughput.cpu_s_per_it"
 
 
 def metric_tag(name: str) -> str:
@@ -40,11 +50,16 @@ def _figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _colors(rows: Sequence[GroupRow]) -> dict[str, Any]:
+def group_colors(rows: Sequence[GroupRow]) -> dict[str, Any]:
+    """One color per group, the same in every figure: tab10 up to 10 groups, tab20 up to 20."""
     from matplotlib import colormaps
 
-    cmap = colormaps["tab10"]
-    return {row.group: cmap(i % 10) for i, row in enumerate(rows)}
+    if len(rows) <= 10:
+        return {row.group: colormaps["tab10"](i) for i, row in enumerate(rows)}
+    # tab20 holds ten hue pairs (dark, light): the dark ones first, so that neighbours in
+    # the ranking differ in hue; past 20 groups the colors repeat.
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return {row.group: colormaps["tab20"](order[i % 20]) for i, row in enumerate(rows)}
 
 
 def _band(curves: Sequence[dict[int, float]]) -> tuple[np.ndarray, ...]:
@@ -60,39 +75,123 @@ def _band(curves: Sequence[dict[int, float]]) -> tuple[np.ndarray, ...]:
     return steps, np.nanmean(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
 
 
-def plot_curves(rows: Sequence[GroupRow], primary: str, group_by: str, path: Path) -> Path | None:
-    """One panel per curve tag: per group the mean over successful seeds, shaded min to max."""
-    tags = curve_tags(primary)
-    scalars = {run.name: read_scalars(run.path, tags) for row in rows for run in row.ok}
-    tags = [t for t in tags if any(t in scalars[r.name] for row in rows for r in row.ok)]
-    if not tags:
-        return None
+Scalars = dict[str, dict[str, dict[int, float]]]  # run name -> tag -> step -> value
+
+
+def read_curves(rows: Sequence[GroupRow], primary: str) -> Scalars:
+    """The curve tags' scalars of every successful run (read once for both curve plots)."""
+    return {run.name: read_scalars(run.path, curve_tags(primary)) for row in rows for run in row.ok}
+
+
+def _legend(fig: Any, group_by: str) -> None:
+    # One legend for all panels (the groups are the same everywhere), outside the plots;
+    # smaller past 8 groups so that 16 fit beside the panels (the figure grows with them).
+    handles = {h.get_label(): h for ax in fig.axes for h in ax.get_lines()}
+    small = "small" if len(handles) > 8 else None
+    fig.legend(
+        handles.values(), handles.keys(), title=group_by, loc="outside right upper", fontsize=small
+    )
+
+
+def _draw_curves(
+    rows: Sequence[GroupRow],
+    scalars: Scalars,
+    tags: Sequence[str],
+    x_scale: dict[str, float] | None,
+    xlabel: str,
+) -> Any:
+    """One panel per tag: per group the mean over seeds, shaded min to max, its steps times
+    ``x_scale[group]`` on x (the steps themselves without it)."""
     from matplotlib.ticker import MaxNLocator
 
-    colors = _colors(rows)
-    fig = _figure(4.6 * len(tags) + 1.6, 3.8)
+    colors = group_colors(rows)
+    fig = _figure(4.6 * len(tags) + 1.6, max(3.8, 1.6 + 0.19 * len(rows)))
     for ax, tag in zip(fig.subplots(1, len(tags), squeeze=False)[0], tags, strict=True):
         for row in rows:
             curves = [scalars[r.name][tag] for r in row.ok if tag in scalars[r.name]]
-            if not curves:
+            if not curves or (x_scale is not None and row.group not in x_scale):
                 continue
             steps, mean, low, high = _band(curves)
+            x = steps if x_scale is None else steps * x_scale[row.group]
             label = f"{row.group} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
             # A series of a few points (one: the final evaluation) is drawn as dots: a line
             # through one point is invisible.
             marker = "o" if len(steps) <= MARKED_POINTS else None
-            ax.plot(steps, mean, color=colors[row.group], lw=1.8, label=label, marker=marker)
+            ax.plot(x, mean, color=colors[row.group], lw=1.8, label=label, marker=marker)
             if len(steps) > 1:
-                ax.fill_between(steps, low, high, color=colors[row.group], alpha=0.2, lw=0)
+                ax.fill_between(x, low, high, color=colors[row.group], alpha=0.2, lw=0)
             else:  # the band of one point: its min-max as a bar
-                ax.vlines(steps, low, high, color=colors[row.group], alpha=0.35, lw=6)
-        ax.set(title=tag, xlabel="step (G updates)", ylabel=tag)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+                ax.vlines(x, low, high, color=colors[row.group], alpha=0.35, lw=6)
+        ax.set(title=tag, xlabel=xlabel, ylabel=tag)
+        if x_scale is None:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
         ax.grid(alpha=0.3)
-    # One legend for all panels (the groups are the same everywhere), outside the plots.
-    handles = {h.get_label(): h for ax in fig.axes for h in ax.get_lines()}
-    fig.legend(handles.values(), handles.keys(), title=group_by, loc="outside right upper")
+    return fig
+
+
+def _tags_with_data(rows: Sequence[GroupRow], primary: str, scalars: Scalars) -> list[str]:
+    return [
+        tag
+        for tag in curve_tags(primary)
+        if any(tag in scalars[run.name] for row in rows for run in row.ok)
+    ]
+
+
+def plot_curves(
+    rows: Sequence[GroupRow],
+    primary: str,
+    group_by: str,
+    path: Path,
+    scalars: Scalars | None = None,
+) -> Path | None:
+    """One panel per curve tag: per group the mean over successful seeds, shaded min to max."""
+    scalars = read_curves(rows, primary) if scalars is None else scalars
+    tags = _tags_with_data(rows, primary, scalars)
+    if not tags:
+        return None
+    fig = _draw_curves(rows, scalars, tags, None, "step (G updates)")
+    _legend(fig, group_by)
     fig.suptitle("Training curves: mean over seeds, band = min–max (failed runs left out)")
+    fig.savefig(path)
+    return path
+
+
+def cpu_minutes_per_step(rows: Sequence[GroupRow]) -> dict[str, float]:
+    """Per group, the mean over its successful runs of results.json's
+    ``throughput.cpu_s_per_it``, in minutes (groups without one are left out)."""
+    scale = {}
+    for row in rows:
+        values = [v for r in row.ok if (v := result_value(r, CPU_S_PER_IT)) is not None]
+        if values:
+            scale[row.group] = float(np.mean(values)) / 60
+    return scale
+
+
+def plot_curves_cpu(
+    rows: Sequence[GroupRow],
+    primary: str,
+    group_by: str,
+    path: Path,
+    scalars: Scalars | None = None,
+) -> Path | None:
+    """curves.png against CPU time: each group's x is its steps times the mean CPU seconds
+    per step of its runs, a linear rescaling (each run's own rate would need interpolation
+    onto a common grid, which a curve of one or two evaluations cannot bear)."""
+    scale = cpu_minutes_per_step(rows)
+    scalars = read_curves(rows, primary) if scalars is None else scalars
+    kept = [row for row in rows if row.group in scale]
+    tags = _tags_with_data(kept, primary, scalars)
+    if not tags:
+        return None
+    fig = _draw_curves(kept, scalars, tags, scale, "CPU-minutes")
+    # The mapping once, under all panels: a panel is too narrow for it.
+    fig.supxlabel("CPU-minutes = step × the group's mean CPU-s per iteration / 60")
+    _legend(fig, group_by)
+    fig.suptitle(
+        "Training curves against CPU time: x = step × mean over the group's runs of"
+        f" results.json {CPU_S_PER_IT} (evaluations included)\nmean over seeds,"
+        " band = min–max (failed runs left out)"
+    )
     fig.savefig(path)
     return path
 
@@ -110,7 +209,7 @@ def plot_final_box(
     values = [[v for r in row.ok if (v := metric_value(r, primary)) is not None] for row in rows]
     if not any(values):
         return None
-    colors = _colors(rows)
+    colors = group_colors(rows)
     fig = _figure(max(4.0, 1.3 * len(rows) + 2.0), 4.0)
     ax = fig.subplots()
     positions = np.arange(1, len(rows) + 1)
@@ -214,10 +313,12 @@ def plot_progress(rows: Sequence[GroupRow], path: Path) -> Path | None:
 def draw_plots(
     rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: Path
 ) -> dict[str, Path | None]:
-    """All the figures into ``out_dir``, by name: ``curves``, ``final_box``, ``samples``,
-    ``progress``."""
+    """All the figures into ``out_dir``, by name: ``curves``, ``curves_cpu``, ``final_box``,
+    ``samples``, ``progress``."""
+    scalars = read_curves(rows, primary)  # TensorBoard's files are read once for both
     return {
-        "curves": plot_curves(rows, primary, group_by, out_dir / "curves.png"),
+        "curves": plot_curves(rows, primary, group_by, out_dir / "curves.png", scalars),
+        "curves_cpu": plot_curves_cpu(rows, primary, group_by, out_dir / "curves_cpu.png", scalars),
         "final_box": plot_final_box(rows, primary, group_by, out_dir / "final_box.png"),
         "samples": plot_samples(rows, out_dir / "samples.png"),
         "progress": plot_progress(rows, out_dir / "progress.png"),

@@ -1,4 +1,5 @@
-"""Writing the report: ``report.md`` and ``report.csv`` beside the plots.
+"""Writing the report: ``report.md`` and ``report.csv`` beside the plots, with the
+comparisons between groups (``significance.csv``, ``ranks.csv``; see ``sections``).
 
 ``build_report`` runs the whole chain (collect → summarize → plot → write) and says what it
 wrote; ``write_report`` is the same, returning only report.md's path.
@@ -9,13 +10,15 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ganlab.report.markdown import cell, md_table
 from ganlab.report.plots import draw_plots
+from ganlab.report.ranks import SeedRanks, rank_per_seed
 from ganlab.report.runs import (
     FINAL_LOSSES,
     MISSING,
@@ -24,6 +27,15 @@ from ganlab.report.runs import (
     collect_runs,
     metric_value,
 )
+from ganlab.report.sections import (
+    RANKS_CSV,
+    SIGNIFICANCE_CSV,
+    ranks_section,
+    significance_section,
+    write_ranks_csv,
+    write_significance_csv,
+)
+from ganlab.report.significance import Pair, compare_groups
 from ganlab.report.summary import (
     GroupRow,
     Stat,
@@ -55,26 +67,16 @@ def _arrow(name: str) -> str:
     return "↓" if direction(name) == "min" else "↑"
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
 def _link(target: Path, out_dir: Path, text: str) -> str:
     rel = Path(os.path.relpath(target, out_dir)).as_posix()
-    return f"[{_cell(text)}]({quote(rel, safe='/=,+:@')})"
-
-
-def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+    return f"[{cell(text)}]({quote(rel, safe='/=,+:@')})"
 
 
 def _summary_table(rows: Sequence[GroupRow], metrics: Sequence[str], group_by: str) -> list[str]:
     header = [group_by, "runs", "failed", *(f"{m} {_arrow(m)}" for m in metrics)]
     body = []
     for row in rows:
-        cells = [_cell(row.group), str(len(row.runs)), str(len(row.failed))]
+        cells = [cell(row.group), str(len(row.runs)), str(len(row.failed))]
         for name in metrics:
             stat = row.stats[name]
             text = format_stat(stat)
@@ -82,7 +84,7 @@ def _summary_table(rows: Sequence[GroupRow], metrics: Sequence[str], group_by: s
                 text += f" (n={stat.n})"
             cells.append(text)
         body.append(cells)
-    return _md_table(header, body)
+    return md_table(header, body)
 
 
 def _runs_table(rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: Path) -> list[str]:
@@ -98,8 +100,25 @@ def _runs_table(rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: 
                 status += " (failed)"  # finished, but with a NaN
             if (run.results.get("evaluation") or {}).get("metric_backbone_used"):
                 status += " (G trained on the metrics network)"  # its metrics can't be trusted
-            body.append([_link(run.path, out_dir, run.label), _cell(row.group), status, *cells])
-    return _md_table(header, body)
+            body.append([_link(run.path, out_dir, run.label), cell(row.group), status, *cells])
+    return md_table(header, body)
+
+
+def _plots_section(plots: dict[str, Path | None], primary: str, group_by: str) -> list[str]:
+    captions = {
+        "curves": "Training curves (mean over seeds, band min–max)",
+        "curves_cpu": "Training curves against CPU-minutes (x = step × the group's mean"
+        " `throughput.cpu_s_per_it` / 60: each group's curves.png curve, rescaled)",
+        "final_box": f"Final `{primary}` per {group_by}",
+        "samples": f"Samples of each {group_by}'s best run",
+        "progress": f"Samples over training, each {group_by}'s best run",
+    }
+    lines = ["## Plots", ""]
+    for key, caption in captions.items():
+        png = plots.get(key)
+        body = f"![{key}]({png.name})" if png else "_not drawn: no data for it in any run_"
+        lines += [f"### {caption}", "", body, ""]
+    return lines
 
 
 def render_markdown(
@@ -110,8 +129,10 @@ def render_markdown(
     primary: str,
     group_by: str,
     plots: dict[str, Path | None],
+    comparisons: Sequence[str] = (),
 ) -> str:
-    """report.md's text; ``metrics`` in table order (the primary one first)."""
+    """report.md's text; ``metrics`` in table order (the primary one first); ``comparisons``:
+    the lines of the sections between groups, after the summary table."""
     runs = [run for row in rows for run in row.runs]
     failed = [run for run in runs if run.failed]
     why = "" if primary != "final.loss_g" else " (no run has `metrics.fid` yet)"
@@ -131,6 +152,7 @@ def render_markdown(
         "",
         *_summary_table(rows, metrics, group_by),
         "",
+        *comparisons,
         f"## Best run per {group_by} (by `{primary}`)",
         "",
     ]
@@ -143,17 +165,7 @@ def render_markdown(
             lines.append(f"- **{row.group}**: {link}: `{primary}` = {value:.4g}")
     lines += ["", "## Failed runs", ""]
     lines += [f"- {_link(r.path, out_dir, r.label)}: {r.failure}" for r in failed] or ["None."]
-    lines += ["", "## Plots", ""]
-    captions = {
-        "curves": "Training curves (mean over seeds, band min–max)",
-        "final_box": f"Final `{primary}` per {group_by}",
-        "samples": f"Samples of each {group_by}'s best run",
-        "progress": f"Samples over training, each {group_by}'s best run",
-    }
-    for key, caption in captions.items():
-        png = plots.get(key)
-        body = f"![{key}]({png.name})" if png else "_not drawn: no data for it in any run_"
-        lines += [f"### {caption}", "", body, ""]
+    lines += ["", *_plots_section(plots, primary, group_by)]
     lines += ["## All runs", "", *_runs_table(rows, primary, group_by, out_dir), ""]
     return "\n".join(lines)
 
@@ -193,6 +205,9 @@ class Report:
     plots: dict[str, Path | None]
     rows: list[GroupRow]
     primary: str
+    pairs: list[Pair] = field(default_factory=list)  # by Holm p, as in significance.csv
+    ranks: list[SeedRanks] = field(default_factory=list)  # by mean rank, as in ranks.csv
+    tables: dict[str, Path] = field(default_factory=dict)  # "significance", "ranks": the CSVs
 
 
 def build_report(
@@ -211,16 +226,26 @@ def build_report(
     primary = resolve_metric(metric, metrics)
     out = _out_dir(Path(out_dir) if out_dir is not None else sweep_dir)
     rows = summarize(runs, group_by, primary, metrics)
+    pairs = compare_groups(rows, primary)
+    seeds, ranked = rank_per_seed(rows, primary)
+    comparisons = [
+        *significance_section(rows, pairs, primary),
+        *ranks_section(seeds, ranked, primary, group_by),
+    ]
     try:
         plots = draw_plots(rows, primary, group_by, out)
         ordered = [primary, *(m for m in metrics if m != primary)]
         csv_path = write_csv(out / "report.csv", rows, ordered, group_by)
+        tables = {
+            "significance": write_significance_csv(out / SIGNIFICANCE_CSV, pairs, primary),
+            "ranks": write_ranks_csv(out / RANKS_CSV, seeds, ranked, group_by),
+        }
         md_path = out / "report.md"
-        text = render_markdown(sweep_dir, out, rows, ordered, primary, group_by, plots)
+        text = render_markdown(sweep_dir, out, rows, ordered, primary, group_by, plots, comparisons)
         md_path.write_text(text, encoding="utf-8")
     except OSError as e:  # checked above, but a disk can fill up
         raise ReportError(f"cannot write the report into {out}: {e.strerror or e}") from None
-    return Report(md_path, csv_path, plots, rows, primary)
+    return Report(md_path, csv_path, plots, rows, primary, pairs, ranked, tables)
 
 
 def _out_dir(out: Path) -> Path:

@@ -200,8 +200,13 @@ def metric_key(name: str) -> str:
     return name if name in TRAINING_METRICS else f"metrics.{name}"
 
 
+def result_value(run: Run, dotted: str) -> float | None:
+    """A finite number in results.json by its dotted path (``throughput.cpu_s_per_it``)."""
+    return _finite(_lookup(run.results, dotted))
+
+
 def metric_value(run: Run, name: str) -> float | None:
-    return _finite(_lookup(run.results, metric_key(name)))
+    return result_value(run, metric_key(name))
 
 
 def failure_reason(run: Run, primary: str) -> str | None:

@@ -107,6 +107,11 @@ class GroupRow:
         return [run for run in self.runs if not run.failed]
 
 
+def values_of(runs: Sequence[Run], name: str) -> list[float]:
+    """The metric's finite values over ``runs`` (those without one left out)."""
+    return [v for run in runs if (v := metric_value(run, name)) is not None]
+
+
 def _best_run(runs: Sequence[Run], primary: str) -> Run | None:
     scored = [(v, run) for run in runs if (v := metric_value(run, primary)) is not None]
     if not scored:
@@ -144,8 +149,7 @@ def summarize(
     for group, members in groups.items():
         row = GroupRow(group, members)
         for name in metrics:
-            values = [v for run in row.ok if (v := metric_value(run, name)) is not None]
-            row.stats[name] = Stat.of(values)
+            row.stats[name] = Stat.of(values_of(row.ok, name))
         row.best = _best_run(row.ok, primary)
         rows.append(row)
     return sorted(rows, key=lambda row: _rank_key(row, primary))
