@@ -165,7 +165,7 @@ class Config:
     # Auxiliary loss weights by term, e.g. +aux.feature_matching=1.0 (ganlab.auxiliary).
     aux: dict[str, float] = field(default_factory=dict)
     aux_params: AuxParams = field(default_factory=AuxParams)
-    recipe: Any = None  # recipe=paper: conf/recipe_loss/paper/<loss>.yaml
+    recipe: Any = None  # recipe=paper: conf/recipe_loss/paper/<loss>.yaml; card: the defaults
     seed: int = 0
     device: str = "auto"
 

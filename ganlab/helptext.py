@@ -42,7 +42,7 @@ GROUPS = {
     "cond": "class conditioning of G and D",
     "optimizer": "the optimizer of both networks",
     "data": "the training images (mnist falls back to mnist_sample offline), or stacked_mnist",
-    "recipe": "each loss with its paper's optimizer and settings",
+    "recipe": "paper: each loss with its paper's optimizer and settings; card: the defaults",
     "recipe_loss/paper": "what recipe=paper applies, per loss",
     "experiment": "launchers and predefined sweeps: +experiment=NAME",
     "preset": "a recipe for quality per CPU-second: +preset=fast (DCGAN)",
