@@ -15,6 +15,7 @@ import pytest
 from matplotlib.image import imread
 
 from ganlab.report import Run, build_report, collect_runs, format_stat, summarize, write_report
+from ganlab.report.runs import read_scalars
 from tests.conftest import tiny
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -292,3 +293,30 @@ def test_cli_rejects_an_unknown_metric(sweep: Path, tmp_path: Path) -> None:
     proc = run_cli(str(sweep), "--out", str(tmp_path), "--metric", "fdi", cwd=tmp_path)
     assert proc.returncode == 2
     assert "fdi" in proc.stderr and "final.loss_g" in proc.stderr
+
+
+def test_slim_copies_of_a_sweep_give_the_same_report_without_the_bulk(sweep, tmp_path):
+    """scripts/slim_runs.py (how docs/loss_study was committed): no checkpoints, no images in
+    the events, the same scalars and the same report numbers."""
+    slim = tmp_path / "slim"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "slim_runs.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(sweep), str(slim), "--grids-every", "10"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p.parent.name for p in sweep.glob("*/results.json"))
+    assert sorted(p.parent.name for p in slim.glob("*/results.json")) == runs
+    assert not list(slim.rglob("*.pt")) and not list(slim.rglob("*.gif"))
+    tags = ["loss/G", "loss/D"]
+    for name in runs:
+        assert read_scalars(slim / name, tags) == read_scalars(sweep / name, tags)
+        assert read_scalars(slim / name, tags)["loss/G"]  # not two empty dicts
+    a, b = build_report(sweep, tmp_path / "a"), build_report(slim, tmp_path / "b")
+    assert [(r.group, r.stats[a.primary]) for r in a.rows] == [
+        (r.group, r.stats[b.primary]) for r in b.rows
+    ]
+    again = subprocess.run(
+        [sys.executable, str(script), str(sweep), str(slim)], capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "already holds" in again.stderr  # nothing overwritten
