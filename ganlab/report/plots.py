@@ -188,9 +188,8 @@ def plot_curves_cpu(
     fig.supxlabel("CPU-minutes = step × the group's mean CPU-s per iteration / 60")
     _legend(fig, group_by)
     fig.suptitle(
-        "Training curves against CPU time: x = step × mean over the group's runs of"
-        f" results.json {CPU_S_PER_IT} (evaluations included)\nmean over seeds,"
-        " band = min–max (failed runs left out)"
+        f"Training curves against CPU time (results.json {CPU_S_PER_IT}, evaluations"
+        " included)\nmean over seeds, band = min–max (failed runs left out)"
     )
     fig.savefig(path)
     return path

@@ -1,0 +1,50 @@
+"""The committed loss study (docs/loss_study): its report regenerates from its run folders,
+and README's "Which loss?" table is that report's numbers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ganlab.report import build_report, format_stat
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = REPO / "docs" / "loss_study"
+GROUP_BY = "recipe,loss"  # README and docs/loss_study/README.md give this command
+# README's columns after recipe and loss, and the report's metric behind each
+README_COLUMNS = ("fid", "kid", "precision", "recall", "classes_covered")
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory: pytest.TempPathFactory):
+    return build_report(STUDY, tmp_path_factory.mktemp("loss_study"), GROUP_BY)
+
+
+def test_the_committed_study_regenerates_its_report(regenerated):
+    """One command (python -m ganlab.report docs/loss_study --group-by recipe,loss) gives the
+    committed numbers: every loss x both recipes x three seeds, none missing."""
+    assert len(regenerated.rows) == 16
+    assert all(len(row.runs) == 3 for row in regenerated.rows)
+    for name in ("report.csv", "significance.csv", "ranks.csv"):
+        written = regenerated.csv.parent / name
+        assert written.read_text() == (STUDY / name).read_text(), name
+
+
+def _readme_rows() -> list[list[str]]:
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- loss-study table -->")[1]
+    lines = [line for line in block.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_the_readme_table_is_the_reports(regenerated):
+    rows = {row.group: row for row in regenerated.rows}
+    readme = _readme_rows()
+    assert len(readme) == len(rows)
+    for recipe, loss, *cells, failed in readme:
+        row = rows[f"{recipe}, {re.sub(r'[*`]', '', loss)}"]
+        expected = [format_stat(row.stats[metric]) for metric in README_COLUMNS]
+        assert [re.sub(r"\*", "", c) for c in cells] == expected, (recipe, loss)
+        assert int(failed) == len(row.failed), (recipe, loss)
