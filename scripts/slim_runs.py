@@ -6,7 +6,7 @@ Per run it keeps ``results.json``, ``train.log``, ``.hydra/`` (what ``ganlab.rep
 the TensorBoard events without their images (scalars, text and HParams: the curves and the
 HParams tab) and the sample grids at every ``--grids-every`` steps (the report's pictures).
 Checkpoints, ``progress.gif`` and TensorBoard's copies of the grids stay behind: a study of
-48 runs keeps ~3 MB instead of ~650 MB. Folders already in DST are refused, not merged.
+48 runs (docs/loss_study, grids every 500 steps) keeps 12 MB of its 666 MB. Folders already in DST are refused, not merged.
 """
 
 from __future__ import annotations

@@ -34,8 +34,12 @@ def test_the_committed_study_regenerates_its_report(regenerated):
 
 def _readme_rows() -> list[list[str]]:
     text = (REPO / "README.md").read_text()
-    block = text.split("<!-- loss-study table -->")[1]
-    lines = [line for line in block.splitlines() if line.startswith("| ")]
+    block = text.split("<!-- loss-study table -->")[1].lstrip("\n")
+    lines = []
+    for line in block.splitlines():  # the table right after the marker, to its first non-row
+        if not line.startswith("|"):
+            break
+        lines.append(line)
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
 
 
