@@ -40,7 +40,7 @@ RUN = [
     "trainer.ckpt_every=100",
     "trainer.sample_every=0",
 ]
-STEPS = 3000
+STEPS = 1500
 
 
 def start(run_dir: Path, *extra: str) -> subprocess.Popen:
