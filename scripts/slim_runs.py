@@ -5,8 +5,9 @@
 Per run it keeps ``results.json``, ``train.log``, ``.hydra/`` (what ``ganlab.report`` reads),
 the TensorBoard events without their images (scalars, text and HParams: the curves and the
 HParams tab) and the sample grids at every ``--grids-every`` steps (the report's pictures).
-Checkpoints, ``progress.gif`` and TensorBoard's copies of the grids stay behind: a study of
-48 runs (docs/loss_study, grids every 500 steps) keeps 12 MB of its 666 MB. Folders already in DST are refused, not merged.
+Checkpoints, ``progress.gif`` and TensorBoard's copies of the grids stay behind: the 48 runs
+of docs/loss_study (grids every 500 steps) keep 12 MB of their 666 MB. Folders already in
+DST are refused, not merged.
 """
 
 from __future__ import annotations
