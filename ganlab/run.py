@@ -99,8 +99,7 @@ class TrainingRun:
         # A completed run resumed with the same trainer.steps (and trainer.cpu_minutes) has
         # nothing left to do: a sweep run again skips its finished jobs.
         previous = read_results(out_dir) if t.resume == "auto" else {}
-        spent = t.cpu_minutes > 0 and self.cpu_before >= 60 * t.cpu_minutes
-        finished = self.trainer.step >= t.steps or spent
+        finished = self.trainer.step >= t.steps or self.budget_reached(self.cpu_before)
         self.done = finished and previous.get("status") == "completed"
         self.previous = previous
         self.logger = RunLogger(
@@ -178,12 +177,17 @@ class TrainingRun:
         """True once the loop has used ``trainer.cpu_minutes`` of CPU time (when set): the
         budget counts the training loop's CPU time (all threads, periodic evaluations
         included) over every sitting of the run, carried by its checkpoints."""
-        budget = self.cfg.trainer.cpu_minutes
-        if budget and self.cpu_spent() >= 60 * budget:
+        if self.budget_reached(self.cpu_spent()):
             if not self.budget_spent:
+                budget = self.cfg.trainer.cpu_minutes
                 log.info("trainer.cpu_minutes=%g spent at step %d", budget, self.trainer.step)
             self.budget_spent = True
         return self.budget_spent
+
+    def budget_reached(self, cpu_s: float) -> bool:
+        """Whether ``cpu_s`` CPU seconds use up ``trainer.cpu_minutes`` (never when it is 0)."""
+        budget = self.cfg.trainer.cpu_minutes
+        return budget > 0 and cpu_s >= 60 * budget
 
     def cpu_spent(self) -> float:
         """CPU seconds of the training loop so far, earlier sittings included."""

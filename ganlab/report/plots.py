@@ -17,13 +17,12 @@ import numpy as np
 
 from ganlab.report.runs import (
     last_sample,
-    metric_value,
     read_scalars,
     result_value,
     samples,
     step_of,
 )
-from ganlab.report.summary import GroupRow, better
+from ganlab.report.summary import GroupRow, better, values_of
 
 DPI = 120
 MARKED_POINTS = 3  # curves with this many points or fewer are drawn with markers
@@ -137,6 +136,32 @@ def _tags_with_data(rows: Sequence[GroupRow], primary: str, scalars: Scalars) ->
     ]
 
 
+def _save_curves(
+    rows: Sequence[GroupRow],
+    primary: str,
+    group_by: str,
+    path: Path,
+    scalars: Scalars | None,
+    x_scale: dict[str, float] | None,
+    xlabel: str,
+    title: str,
+    footer: str | None = None,
+) -> Path | None:
+    """The curve panels of ``rows`` (see _draw_curves), the legend, ``title`` and ``footer``
+    under all panels, saved to ``path``; None where no run has a curve tag."""
+    scalars = read_curves(rows, primary) if scalars is None else scalars
+    tags = _tags_with_data(rows, primary, scalars)
+    if not tags:
+        return None
+    fig = _draw_curves(rows, scalars, tags, x_scale, xlabel)
+    if footer:
+        fig.supxlabel(footer)
+    _legend(fig, group_by)
+    fig.suptitle(title)
+    fig.savefig(path)
+    return path
+
+
 def plot_curves(
     rows: Sequence[GroupRow],
     primary: str,
@@ -145,15 +170,8 @@ def plot_curves(
     scalars: Scalars | None = None,
 ) -> Path | None:
     """One panel per curve tag: per group the mean over successful seeds, shaded min to max."""
-    scalars = read_curves(rows, primary) if scalars is None else scalars
-    tags = _tags_with_data(rows, primary, scalars)
-    if not tags:
-        return None
-    fig = _draw_curves(rows, scalars, tags, None, "step (G updates)")
-    _legend(fig, group_by)
-    fig.suptitle("Training curves: mean over seeds, band = min–max (failed runs left out)")
-    fig.savefig(path)
-    return path
+    title = "Training curves: mean over seeds, band = min–max (failed runs left out)"
+    return _save_curves(rows, primary, group_by, path, scalars, None, "step (G updates)", title)
 
 
 def cpu_minutes_per_step(rows: Sequence[GroupRow]) -> dict[str, float]:
@@ -178,21 +196,14 @@ def plot_curves_cpu(
     per step of its runs, a linear rescaling (each run's own rate would need interpolation
     onto a common grid, which a curve of one or two evaluations cannot bear)."""
     scale = cpu_minutes_per_step(rows)
-    scalars = read_curves(rows, primary) if scalars is None else scalars
     kept = [row for row in rows if row.group in scale]
-    tags = _tags_with_data(kept, primary, scalars)
-    if not tags:
-        return None
-    fig = _draw_curves(kept, scalars, tags, scale, "CPU-minutes")
-    # The mapping once, under all panels: a panel is too narrow for it.
-    fig.supxlabel("CPU-minutes = step × the group's mean CPU-s per iteration / 60")
-    _legend(fig, group_by)
-    fig.suptitle(
+    title = (
         f"Training curves against CPU time (results.json {CPU_S_PER_IT}, evaluations"
         " included)\nmean over seeds, band = min–max (failed runs left out)"
     )
-    fig.savefig(path)
-    return path
+    # The mapping once, under all panels: a panel is too narrow for it.
+    footer = "CPU-minutes = step × the group's mean CPU-s per iteration / 60"
+    return _save_curves(kept, primary, group_by, path, scalars, scale, "CPU-minutes", title, footer)
 
 
 def _box_label(row: GroupRow, n_values: int) -> str:
@@ -205,7 +216,7 @@ def plot_final_box(
     rows: Sequence[GroupRow], primary: str, group_by: str, path: Path
 ) -> Path | None:
     """Box plot of the primary metric per group, every successful run drawn as a dot."""
-    values = [[v for r in row.ok if (v := metric_value(r, primary)) is not None] for row in rows]
+    values = [values_of(row.ok, primary) for row in rows]
     if not any(values):
         return None
     colors = group_colors(rows)

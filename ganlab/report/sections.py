@@ -18,7 +18,7 @@ from ganlab.report.ranks import SeedRanks
 from ganlab.report.runs import MISSING
 from ganlab.report.significance import MIN_VALUES, Pair
 from ganlab.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from ganlab.report.summary import GroupRow, better, values_of
+from ganlab.report.summary import GroupRow, better
 
 SIGNIFICANCE_CSV = "significance.csv"
 RANKS_CSV = "ranks.csv"
@@ -37,7 +37,7 @@ def _p(value: float | None) -> str:
 
 
 def _n_words(rows: Sequence[GroupRow], primary: str) -> str:
-    counts = sorted({len(values_of(row.ok, primary)) for row in rows})
+    counts = sorted({row.stats[primary].n for row in rows})
     n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     return f"n = {n} successful run{'s' if counts[-1] != 1 else ''} per group"
 
@@ -65,7 +65,7 @@ def _pair_cells(pair: Pair) -> list[str]:
 
 
 def _power_note(rows: Sequence[GroupRow], primary: str) -> str:
-    counts = sorted({n for row in rows if (n := len(values_of(row.ok, primary))) >= MIN_VALUES})
+    counts = sorted({n for row in rows if (n := row.stats[primary].n) >= MIN_VALUES})
     # A resample of n values is a multiset of n of them: there are C(2n - 1, n).
     few = ", ".join(f"{n} values have {math.comb(2 * n - 1, n)}" for n in counts[:2])
     note = (
@@ -99,7 +99,7 @@ def significance_section(
         _power_note(rows, primary),
         "",
     ]
-    short = [row.group for row in rows if len(values_of(row.ok, primary)) < MIN_VALUES]
+    short = [row.group for row in rows if row.stats[primary].n < MIN_VALUES]
     if short:
         lines += [
             f"{MISSING} for t, p and CI: a group with fewer than {MIN_VALUES} successful runs has"

@@ -39,21 +39,19 @@ class Pair:
         return group in (self.a, self.b)
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def compare_pair(a: GroupRow, b: GroupRow, primary: str) -> Pair:
-    """The pair's numbers, all but the Holm p (which needs every pair)."""
-    xa, xb = values_of(a.ok, primary), values_of(b.ok, primary)
-    pair = Pair(a.group, b.group, len(xa), len(xb), _mean(xa), _mean(xb))
+    """The pair's numbers, all but the Holm p (which needs every pair); n and the means are
+    the summary's (``GroupRow.stats``)."""
+    sa, sb = a.stats[primary], b.stats[primary]
+    pair = Pair(a.group, b.group, sa.n, sb.n, sa.mean, sb.mean)
     if pair.mean_a is not None and pair.mean_b is not None:
         pair.diff = pair.mean_a - pair.mean_b
-    short = [row.group for row, x in ((a, xa), (b, xb)) if len(x) < MIN_VALUES]
+    short = [row.group for row in (a, b) if row.stats[primary].n < MIN_VALUES]
     if short:
         # One value has no spread: a test or an interval would pretend it is exact.
         pair.note = f"fewer than {MIN_VALUES} successful runs with {primary}: {', '.join(short)}"
         return pair
+    xa, xb = values_of(a.ok, primary), values_of(b.ok, primary)
     pair.ci = bootstrap_diff_ci(xa, xb)
     welch = welch_test(xa, xb)
     if welch is None:
