@@ -22,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ganlab.data import SOURCES as DATA_SOURCES
 from ganlab.losses import LOSSES
-from ganlab.metrics import DIRECTIONS
+from ganlab.metrics import DIRECTIONS, FLOOR_KEYS
 from ganlab.models import MODELS
 from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
@@ -137,7 +137,7 @@ def metric_columns(tags: Collection[str]) -> list[MetricColumn]:
     order = [*_FIRST_METRICS, *(m for m in DIRECTIONS if m not in _FIRST_METRICS)]
     others = sorted({t.partition("/")[2] for t in tags if t.startswith(_METRIC_PREFIXES)})
     columns = []
-    for name in dict.fromkeys([*order, "fid_floor", "kid_floor", *others]):
+    for name in dict.fromkeys([*order, *FLOOR_KEYS, *others]):
         found = [f"{p}{name}" for p in _METRIC_PREFIXES if f"{p}{name}" in tags]
         if found:
             columns.append(MetricColumn(found[0], f"{name} at the end of the run"))

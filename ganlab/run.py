@@ -255,7 +255,8 @@ class TrainingRun:
         ``metrics_final/*`` and results.json's ``metrics`` hold the final evaluation at
         ``metrics.n_samples``. Each set has the real-vs-real floor at its own n beside it
         (``fid_floor``, ``kid_floor``). A Stacked MNIST run's n counts digits (channels),
-        and both sets get its mode metrics (``metrics.mode_samples`` images).
+        and both sets get its mode metrics (``metrics.mode_samples`` images) and their real
+        floor (``modes_covered_floor``, ``reverse_kl_floor``).
         """
         curve_n = min(self.cfg.metrics.eval_samples, self.session.n)
         n = self.session.n if final else curve_n
@@ -263,6 +264,7 @@ class TrainingRun:
         draw = sample_fn(self.trainer.generate, z_dim, self.device, seed, classes)
         by_n = self.session.metrics_at(_stoppable(self._digits(draw), stop), (curve_n, n))
         modes = self.mode_metrics(self.trainer.generate, stop)
+        mode_floor = self.session.mode_floor(self.cfg.metrics.mode_samples) if modes else None
         for size, metrics in by_n.items():
             metrics.update(modes)
             if classes:  # label accuracy and intra-FID, on n images with balanced labels
@@ -270,6 +272,8 @@ class TrainingRun:
             floor = self.session.floor(size)
             if floor is not None:
                 metrics["fid_floor"], metrics["kid_floor"] = floor["fid"], floor["kid"]
+            if mode_floor is not None:  # modes_covered_floor, reverse_kl_floor
+                metrics.update({f"{key}_floor": value for key, value in mode_floor.items()})
         tags = {"metrics": curve_n, **({"metrics_final": n} if final else {})}
         for tag, size in tags.items():
             for key, value in by_n[size].items():

@@ -166,6 +166,24 @@ def test_real_stacked_images_cover_the_modes_uniform_sampling_predicts(session, 
     }
 
 
+def test_the_mode_floor_reads_real_stacked_images_of_the_floor_set(mnist_root, ganlab_cache):
+    with_floor = EvaluationSession(mnist_root, torch.device("cpu"), 1000, floor=True)
+    n = 2000
+    floor = with_floor.mode_floor(n)
+    # stacked from the floor set's digits (the training images): their exact law, and the
+    # bounds of the test above, for the classifier's reading of them
+    q = np.bincount(with_floor.floor_set.labels.numpy(), minlength=10) / len(with_floor.floor_set)
+    p = np.einsum("i,j,k->ijk", q, q, q).ravel()
+    mean, sd = expected_modes(p, n)
+    kl_p = float((p * np.log(K * p)).sum())
+    assert abs(floor["modes_covered"] - mean) < 4 * sd, (floor, mean, sd)
+    assert kl_p <= floor["reverse_kl"] <= kl_p + (K - 1) / n, floor
+    assert with_floor.mode_floor(n) is floor  # computed once per sample count
+    assert (
+        EvaluationSession(mnist_root, torch.device("cpu"), 100, floor=False).mode_floor(n) is None
+    )
+
+
 def classified_modes(session: EvaluationSession, images: torch.Tensor) -> torch.Tensor:
     logits = session.evaluator.embed(per_channel(serve(images)), 3 * len(images)).logits
     return mode_ids(logits.argmax(1).view(-1, 3))
@@ -244,7 +262,7 @@ def test_packed_stacked_runs_train_end_to_end(make_cfg, tmp_path, mnist_root):
             "model.discriminator.pack=2",
             "trainer.steps=2",
             *(["metrics.enabled=true", "metrics.n_samples=200", "metrics.mode_samples=300"]),
-            "metrics.floor=false",
+            f"metrics.floor={loss == 'wgan_gp'}",  # one run with the real floors beside
         )
         train(cfg, run)
         results = read_results(run)
@@ -253,6 +271,7 @@ def test_packed_stacked_runs_train_end_to_end(make_cfg, tmp_path, mnist_root):
         assert results["data"]["source"].startswith("stacked_mnist")
         assert 1 <= results["metrics"]["modes_covered"] <= 300
         assert 0 <= results["metrics"]["reverse_kl"] <= math.log(K)
+        assert ("modes_covered_floor" in results["metrics"]) == (loss == "wgan_gp")
         assert Image.open(run / "samples" / "step_000002.png").mode == "RGB"
         D_state = load_checkpoint(run / "checkpoints" / "last.pt")["D"]
         assert D_state["body.0.weight"].shape[1] == 2 * 3  # pack · channels
@@ -266,8 +285,16 @@ def test_packed_stacked_runs_train_end_to_end(make_cfg, tmp_path, mnist_root):
     # the checkpoint rebuilds a 3-channel G; ganlab-eval measures it as training did
     G, _, state = load_generator(run, torch.device("cpu"))
     assert G(torch.randn(2, state["config"]["model"]["z_dim"])).shape == (2, 3, 28, 28)
-    report = evaluate(run, n=200, data_root=str(mnist_root), floor=False)
+    report = evaluate(run, n=200, data_root=str(mnist_root))
     assert report["metrics"]["modes_covered"] == results["metrics"]["modes_covered"]
+    # the real floor of 300 stacked images: the modes 300 uniform draws hit (259 ± 8), a KL
+    # of at least log(K / modes) (H(p̂) <= log modes), and ganlab-eval's the same as training's
+    real = {key: results["metrics"][f"{key}_floor"] for key in ("modes_covered", "reverse_kl")}
+    mean, sd = expected_modes(np.full(K, 1 / K), 300)
+    assert abs(real["modes_covered"] - mean) < 4 * sd, (real, mean, sd)
+    assert math.log(K / real["modes_covered"]) <= real["reverse_kl"] < 1.5, real
+    assert {key: report["floor"][key] for key in real} == real
+    assert "modes_covered_floor" in find_metrics(collect_runs(tmp_path))
     assert report["metrics"]["fid"] == pytest.approx(results["metrics"]["fid"], rel=1e-9)
     out = tmp_path / "s.npz"
     stream_npz(lambda b: G(torch.randn(b, 16)).detach(), 5, out)

@@ -44,5 +44,10 @@ DIRECTIONS.update({"label_accuracy": "max", "intra_fid": "min"})
 # What a Stacked MNIST run's evaluation adds (ganlab.metrics.modes): of the 1,000 modes, how
 # many its samples fall in, and the KL of their histogram from the uniform one.
 DIRECTIONS.update({"modes_covered": "max", "reverse_kl": "min"})
+# The real floors written beside their metrics as ``<metric>_floor``: what real images score
+# at the same sample count (informative, never a target; better the way their metric is).
+FLOOR_KEYS: tuple[str, ...] = tuple(
+    f"{key}_floor" for key in ("fid", "kid", "intra_fid", "modes_covered", "reverse_kl")
+)
 
-__all__ = ["DIRECTIONS", "METRIC_KEYS"]
+__all__ = ["DIRECTIONS", "FLOOR_KEYS", "METRIC_KEYS"]

@@ -22,10 +22,11 @@ from ganlab.metrics.classifier import (
     load_or_train_classifier,
     weights_sha256,
 )
-from ganlab.metrics.evaluator import Evaluator, real_floor
+from ganlab.metrics.evaluator import Evaluator, real_floor, serve
 from ganlab.metrics.modes import mode_metrics
 from ganlab.metrics.reference import reference_sets
 from ganlab.sampling import Generate
+from ganlab.stacked import stack_digits
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class EvaluationSession:
             self.classifier, self.reference.images, n_samples, device, seed=seed
         )
         self._floors: dict[int, dict[str, float]] = {}
+        self._mode_floors: dict[int, dict[str, float]] = {}
 
     @property
     def n(self) -> int:
@@ -88,6 +90,18 @@ class EvaluationSession:
         """``modes_covered`` and ``reverse_kl`` of n Stacked MNIST images from ``generate``
         (``ganlab.metrics.modes``), each channel read by the session's classifier."""
         return mode_metrics(self.evaluator, generate, n)
+
+    def mode_floor(self, n: int) -> dict[str, float] | None:
+        """``modes`` of n real Stacked MNIST images (cached), if the floor set is kept: each
+        channel a digit of the floor set drawn independently (``stack_digits``, seed 0), read
+        by the classifier as G's channels are. What a perfect G would score with n samples:
+        the sampling noise of n draws over 1,000 modes plus the classifier's errors."""
+        if self.floor_set is None:
+            return None
+        if n not in self._mode_floors:
+            images, _ = stack_digits(self.floor_set.images, self.floor_set.labels, n, seed=0)
+            self._mode_floors[n] = mode_metrics(self.evaluator, serve(images), n)
+        return self._mode_floors[n]
 
     def floor(self, n: int | None = None) -> dict[str, float] | None:
         """The same metrics for real training images at n samples (cached), if kept."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ganlab.metrics import DIRECTIONS as METRIC_DIRECTIONS
+from ganlab.metrics import FLOOR_KEYS
 from ganlab.report.runs import (
     TRAINING_METRICS,
     ReportError,
@@ -27,16 +28,14 @@ from ganlab.report.runs import (
 # loss is train()'s objective when metrics are off). Unlisted names count as higher-is-better.
 DIRECTIONS: dict[str, str] = {
     **METRIC_DIRECTIONS,
-    "fid_floor": "min",
-    "kid_floor": "min",
-    "intra_fid_floor": "min",
+    **{floor: METRIC_DIRECTIONS[floor.removesuffix("_floor")] for floor in FLOOR_KEYS},
     "final.loss_d": "min",
     "final.loss_g": "min",
     "throughput.it_per_s": "max",
 }
 # Table order: sample-quality metrics first (in this order, unknown ones after), then the
 # training ones.
-METRIC_ORDER = (*METRIC_DIRECTIONS, "fid_floor", "kid_floor", "intra_fid_floor")
+METRIC_ORDER = (*METRIC_DIRECTIONS, *FLOOR_KEYS)
 DEFAULT_PRIMARY = ("fid", "final.loss_g")  # the first one present in any results.json
 
 
