@@ -68,12 +68,12 @@ def evaluate(
     z_dim, channels = config["model"]["z_dim"], getattr(G, "image_channels", 1)
     draw = sample_fn(G, z_dim, torch_device, seed)
     metrics = session.metrics(per_channel(draw, channels))
+    floor_metrics = session.floor()
     if channels > 1:
         mode_samples = (config.get("metrics") or {}).get("mode_samples", MODE_SAMPLES)
         metrics.update(session.modes(sample_fn(G, z_dim, torch_device, seed), mode_samples))
-    floor_metrics = session.floor()
-    if channels > 1 and floor_metrics is not None:  # real stacked images at the same count
-        floor_metrics = {**floor_metrics, **session.mode_floor(mode_samples)}
+        if floor_metrics is not None:  # real stacked images at the same count
+            floor_metrics = {**floor_metrics, **session.mode_floor(mode_samples)}
     return {
         "checkpoint": str(path),
         "step": state.get("step"),

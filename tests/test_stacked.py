@@ -139,15 +139,20 @@ def expected_modes(p: np.ndarray, n: int) -> tuple[float, float]:
     return float((1 - miss).sum()), math.sqrt(float((miss - miss**2).sum() + pairs.sum()))
 
 
+def mode_law(labels: torch.Tensor) -> tuple[np.ndarray, float]:
+    """The exact law of the modes of images stacked from digits with these labels,
+    p(mode) = q(d0) q(d1) q(d2) with q the digits' shares, and its KL from uniform."""
+    q = np.bincount(labels.numpy(), minlength=10) / len(labels)
+    p = np.einsum("i,j,k->ijk", q, q, q).ravel()
+    return p, float((p * np.log(K * p)).sum())
+
+
 def test_real_stacked_images_cover_the_modes_uniform_sampling_predicts(session, mnist_root):
     test = load_mnist("mnist", str(mnist_root), "test", False, True, "cpu")
     n = 2000
     images, true_modes = stack_digits(test.images, test.labels, n, seed=0)
-    # The exact law of the true modes: p(mode) = q(d0) q(d1) q(d2), q the split's digit shares
-    q = np.bincount(test.labels.numpy(), minlength=10) / len(test.labels)
-    p = np.einsum("i,j,k->ijk", q, q, q).ravel()
+    p, kl_p = mode_law(test.labels)  # KL(p) ~0.005: the split is not quite balanced
     mean, sd = expected_modes(p, n)  # 865 ± 9 for uniform digits
-    kl_p = float((p * np.log(K * p)).sum())  # ~0.005: the split is not quite balanced
     # Plug-in KL from uniform is log K − H(p̂), and E H(p̂) <= H(p) by Jensen, with a bias of
     # about (K − 1) / 2n (Miller–Madow): bounds of [KL(p), KL(p) + (K − 1) / n].
     classified = classified_modes(session, images)
@@ -172,10 +177,8 @@ def test_the_mode_floor_reads_real_stacked_images_of_the_floor_set(mnist_root, g
     floor = with_floor.mode_floor(n)
     # stacked from the floor set's digits (the training images): their exact law, and the
     # bounds of the test above, for the classifier's reading of them
-    q = np.bincount(with_floor.floor_set.labels.numpy(), minlength=10) / len(with_floor.floor_set)
-    p = np.einsum("i,j,k->ijk", q, q, q).ravel()
+    p, kl_p = mode_law(with_floor.floor_set.labels)
     mean, sd = expected_modes(p, n)
-    kl_p = float((p * np.log(K * p)).sum())
     assert abs(floor["modes_covered"] - mean) < 4 * sd, (floor, mean, sd)
     assert kl_p <= floor["reverse_kl"] <= kl_p + (K - 1) / n, floor
     assert with_floor.mode_floor(n) is floor  # computed once per sample count
