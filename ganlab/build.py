@@ -48,7 +48,7 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     G, D = build_models(cfg.model, cfg.cond.name, data.channels)
     G, D = G.to(device), D.to(device)
     # CUDA graphs replay the optimizer steps only with their step counts on the device.
-    capturable = device.type == "cuda" and resolve_compile(cfg.trainer.compile, device) != "off"
+    capturable = device.type == "cuda" and resolve_compile(cfg.trainer.compile, device)[0] != "off"
     opt_G, opt_D = (
         optimizer(cfg.optimizer, part, net, capturable)
         for part, net in (("generator", G), ("discriminator", D))
@@ -73,10 +73,8 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     t = cfg.trainer
     trainer = Trainer(G, D, opt_G, opt_D, data, objective, t.batch_size, z_dim, ema, t.n_critic)
     mode = trainer.compile(t.compile, t.amp, t.compile_backend)
-    if mode != "off" or t.amp != "off":
-        log.info(
-            "iteration: trainer.compile=%s (%s), trainer.amp=%s", mode, t.compile_backend, t.amp
-        )
+    how = "eager" if mode == "off" else f"compiled, {mode} ({t.compile_backend})"
+    log.info("iteration: %s, trainer.amp=%s: %s", how, t.amp, trainer.execution["why"])
     return trainer
 
 

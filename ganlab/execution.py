@@ -1,23 +1,25 @@
 """How the training iteration runs: eager, or compiled with ``torch.compile``; fp32 or bf16.
 
 ``Trainer.iteration`` (n_critic D updates, a G update, the EMA update, both optimizers'
-steps) is one function of tensors with static shapes and no host sync. Eager runs it as it
-is; ``trainer.compile`` wraps the same function in ``torch.compile``, so both share one code
-path and the CPU tests can hold them equal. ``reduce-overhead`` is the mode that replays the
-compiled graphs as CUDA graphs on a GPU, where a small GAN step is bound by Python and kernel
-launches; on a CPU, where the convolutions dominate, compiling was measured slower (0.64x),
-so ``auto`` is eager there.
+steps) is a function of tensors with static shapes and no host sync. Eager runs it as it
+is; ``trainer.compile`` runs the same function with its two updates (``d_update``,
+``g_update``) under ``torch.compile``, so both share one code path and the CPU tests can hold
+them equal. ``reduce-overhead`` is the mode that replays the compiled graphs as CUDA graphs
+on a GPU, where a small GAN step is bound by Python and kernel launches; on a CPU, where the
+convolutions dominate, compiling was measured slower (0.64x), so ``auto`` is eager there,
+and on CUDA it is eager until a GPU record verifies a compiled mode (``CUDA_AUTO``).
 
 What cannot be compiled falls back to eager with one log line saying why, never a silent
 wrong result: the gradient penalties need a double backward through D, which torch.compile's
-AOT autograd does not support (pytorch/pytorch#91469); and if compilation itself fails on the
-first iteration, the trainer's state is restored to before it and the iteration reruns eager.
+AOT autograd does not support (pytorch/pytorch#91469); and if compiling, recording or first
+replaying fails in one of the first iterations, the trainer's state is restored to before
+that iteration and it reruns eager.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -28,9 +30,17 @@ log = logging.getLogger(__name__)
 # trainer.compile: "off" is eager; the others are torch.compile modes ("default" is its own
 # default mode); "auto" resolves per device (resolve_compile).
 COMPILE_MODES = ("off", "auto", "default", "reduce-overhead", "max-autotune")
-# What auto picks on CUDA: the mode that replays CUDA graphs. Equivalence is verified on the
-# CPU (tests/test_execution.py); its GPU speed is measured by scripts/gpu_check.py.
-CUDA_AUTO = "reduce-overhead"
+# What auto picks on CUDA, and the GPU record that decided it. Eager until a committed record
+# of scripts/gpu_check.py (docs/gpu/) shows a compiled mode learning like eager, equal to it
+# over replayed iterations, and faster; tests/test_gpu_record.py holds these two constants to
+# the newest record's verdict, so they cannot drift apart.
+CUDA_AUTO = "off"
+CUDA_AUTO_RECORD: str | None = None
+# The inductor modes that replay the compiled graphs as CUDA graphs on a GPU.
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+# Calls of a compiled iteration after which a failure is no longer caught: the first compiles,
+# the second records the CUDA graphs, the third replays them.
+GUARDED_CALLS = 3
 AMP_MODES = {"off": None, "bf16": torch.bfloat16}  # trainer.amp -> autocast dtype
 # trainer.compile_backend: inductor generates kernels; aot_eager and eager trace the same
 # graphs but run them with PyTorch's own kernels (to debug, or where no C++ compiler is).
@@ -39,12 +49,27 @@ BACKENDS = ("inductor", "aot_eager", "eager")
 Iteration = Callable[[tuple[bool, ...]], list[dict[str, Tensor]]]
 
 
-def resolve_compile(mode: str, device: torch.device) -> str:
-    """``auto``: eager on a CPU (compiling the DCGAN step there was measured 0.64x), the
-    CUDA-graph mode on CUDA; any other mode as asked."""
+def resolve_compile(mode: str, device: torch.device) -> tuple[str, str]:
+    """The mode to run and why: ``auto`` is eager on a CPU (compiling the DCGAN step there was
+    measured 0.64x) and ``CUDA_AUTO`` on CUDA; any other mode as asked."""
     if mode != "auto":
-        return mode
-    return CUDA_AUTO if device.type == "cuda" else "off"
+        return mode, f"trainer.compile={mode} was asked for"
+    if device.type != "cuda":
+        return "off", (
+            f"trainer.compile=auto is eager on {device.type} (compiling the DCGAN step on a "
+            "CPU was measured 0.64x as fast)"
+        )
+    if CUDA_AUTO_RECORD is None:
+        return CUDA_AUTO, (
+            "trainer.compile=auto is eager on CUDA: no GPU record has verified a compiled "
+            "mode yet (scripts/gpu_check.py)"
+        )
+    if CUDA_AUTO == "off":
+        return "off", (
+            f"trainer.compile=auto is eager on CUDA: {CUDA_AUTO_RECORD} did not verify a "
+            "compiled mode"
+        )
+    return CUDA_AUTO, f"trainer.compile=auto is {CUDA_AUTO} on CUDA, as {CUDA_AUTO_RECORD} verified"
 
 
 def with_amp(iteration: Iteration, amp: str, device: torch.device) -> Iteration:
@@ -61,38 +86,91 @@ def with_amp(iteration: Iteration, amp: str, device: torch.device) -> Iteration:
     return autocast_iteration
 
 
+def compile_options(mode: str, backend: str) -> dict[str, Any]:
+    """``torch.compile``'s keyword arguments for ``trainer.compile=mode``.
+
+    Inductor's mode is spelt out as its options, so that one more can be set: no layout
+    optimization. With it, inductor keeps the convolutions' saved activations channels-last,
+    CUDA's convolution backward then returns channels-last gradients where inductor's own
+    shape propagation expects contiguous ones, and the DCGAN iteration fails to compile on
+    CUDA ("expected size 64==64, stride 196==1 ... aten.convolution_backward", seen on an
+    H200 with torch 2.11, docs/gpu; pytorch/pytorch#171622).
+    """
+    if backend != "inductor":
+        return {"backend": backend}
+    from torch._inductor import list_mode_options
+
+    options = {
+        **list_mode_options(mode),  # (None would list every mode's options)
+        "layout_optimization": False,
+    }
+    return {"backend": backend, "options": options}
+
+
 def compiled(
-    iteration: Iteration,
-    mode: str,
-    backend: str,
-    snapshot: Callable[[], Any],
-    restore: Callable[[Any], None],
-) -> Iteration:
-    """``torch.compile(iteration)`` in ``mode``, guarded: if compiling fails on the first
-    call, ``restore(snapshot())`` undoes whatever that call had done (graphs before a graph
-    break may have run) and the run goes on eager, with one log line naming the failure."""
-    options: dict[str, Any] = {"backend": backend}
-    if backend == "inductor" and mode != "default":
-        options["mode"] = mode
+    functions: Sequence[Callable[..., Any]], mode: str, backend: str
+) -> list[Callable[..., Any]]:
+    """Each of ``functions`` under ``torch.compile`` in ``mode`` (compiled lazily, on its
+    first call). The trainer compiles its two updates, not the iteration around them: each
+    update breaks the graph once, at its ``backward()``, and a break inside the iteration's
+    loop over the D updates would hand Dynamo's resumed frame a new list each call (on Python
+    3.12, where comprehensions run inline), so it recompiled at every iteration until its
+    recompile limit and then ran eager (seen on an H200, torch 2.11)."""
     torch._dynamo.reset()  # one trainer at a time: a sweep's earlier jobs hold no cache slots
-    fast = torch.compile(iteration, **options)
-    current: Iteration | None = None  # None until the first call has compiled
+    options = compile_options(mode, backend)
+    return [torch.compile(fn, **options) for fn in functions]
+
+
+def guarded(
+    fast: Iteration,
+    eager: Iteration,
+    mode: str,
+    snapshot: Callable[[], Any],
+    restore: Callable[[Any, str], None],
+) -> Iteration:
+    """``fast``, falling back to ``eager`` if it fails in one of its first ``GUARDED_CALLS``
+    calls (compilation on the first; CUDA-graph recording on the second, the first replay on
+    the third): ``restore(snapshot(), reason)`` undoes whatever that call had done (graphs
+    before a graph break may have run) and the run goes on eager, with one log line naming
+    the failure. A mode that replays CUDA graphs gets its logs copied out (``graph_safe``)."""
+    if mode in CUDA_GRAPH_MODES:
+        fast = graph_safe(fast)
+    calls = 0
+    current = fast
 
     def run(penalty_due: tuple[bool, ...]) -> list[dict[str, Tensor]]:
-        nonlocal current
-        if current is not None:
+        nonlocal calls, current
+        if calls >= GUARDED_CALLS or current is eager:
             return current(penalty_due)
+        calls += 1
         saved = snapshot()
         try:
-            logs = fast(penalty_due)
-            current = fast
-            return logs
+            return fast(penalty_due)
         except Exception as e:  # noqa: BLE001 - any compiler failure: undo, then run eager
-            reason = " ".join(str(e).split())[:200] or type(e).__name__
-            log.warning("trainer.compile=%s failed (%s): running eager", mode, reason)
-            restore(saved)
-            current = iteration
-            return iteration(penalty_due)
+            reason = " ".join(str(e).split()) or type(e).__name__
+            log.warning("trainer.compile=%s failed (%s): running eager", mode, reason[:200])
+            restore(saved, reason)
+            current = eager
+            return eager(penalty_due)
+
+    return run
+
+
+def graph_safe(fast: Iteration) -> Iteration:
+    """``fast`` with each call a new CUDA-graph step and its logs copied out.
+
+    The outputs of a replayed CUDA graph live in the graph's memory pool, and the next replay
+    writes over them; the logs outlive their iteration (the tracker sums them until the log
+    interval, the GPU check compares them afterwards), so each call returns copies. Marking
+    the step tells the CUDA-graph trees that the previous step's outputs are no longer read
+    (the weights, optimizer moments and EMA are updated in place, and are not outputs). On
+    a CPU there are no graphs, and this costs a few scalar copies per iteration.
+    """
+
+    def run(penalty_due: tuple[bool, ...]) -> list[dict[str, Tensor]]:
+        torch.compiler.cudagraph_mark_step_begin()
+        logs = fast(penalty_due)
+        return [{tag: value.clone() for tag, value in step.items()} for step in logs]
 
     return run
 
@@ -112,7 +190,14 @@ __all__ = [
     "AMP_MODES",
     "BACKENDS",
     "COMPILE_MODES",
+    "CUDA_AUTO",
+    "CUDA_AUTO_RECORD",
+    "CUDA_GRAPH_MODES",
+    "GUARDED_CALLS",
+    "compile_options",
     "compiled",
+    "graph_safe",
+    "guarded",
     "resolve_compile",
     "weights_apart",
     "with_amp",

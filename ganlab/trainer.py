@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,9 +65,9 @@ class Objective:
 
 class Trainer:
     """Updates G and D. One training iteration (``iteration``: n_critic D updates, each on a
-    fresh real batch, then one G update and the EMA's) is a single function of tensors with
-    static shapes and no host sync, so eager and ``torch.compile`` run the same code
-    (``ganlab.execution``); the Python-side counters move in ``iterate``, outside it."""
+    fresh real batch, then one G update and the EMA's) is a function of tensors with static
+    shapes and no host sync, so eager and ``torch.compile`` (of its two updates) run the same
+    code (``ganlab.execution``); the Python-side counters move in ``iterate``, outside it."""
 
     def __init__(
         self,
@@ -97,30 +98,50 @@ class Trainer:
         (ganlab.execution); returns the mode in use: "off" (eager) where it falls back,
         with one log line saying why."""
         device = self.data.images.device
-        mode = execution.resolve_compile(mode, device)
+        mode, why = execution.resolve_compile(mode, device)
         iteration = execution.with_amp(self.iteration, amp, device)
         blocker = self.compile_blocker() if mode != "off" else None
         if blocker:
             log.info("trainer.compile=%s: running eager, because %s", mode, blocker)
-            mode = "off"
+            mode, why = "off", f"trainer.compile={mode} fell back to eager: {blocker}"
         self.execution = {
             "compile": mode,
             "amp": amp,
             **({"backend": backend} if mode != "off" else {}),
+            "why": why,
         }
         if mode == "off":
             self.run_iteration = iteration
             return mode
+        if mode in execution.CUDA_GRAPH_MODES:
+            # Tensors the iteration reads or updates in place across iterations, outside any
+            # module: at fixed addresses, CUDA graphs use them where they are instead of
+            # copying them into the graph's own memory at every replay (the data set) or
+            # refusing to capture (the EMA's update count, mutated in place).
+            static = [self.data.images, self.data.labels]
+            static += [self.ema._updates] if self.ema is not None else []
+            for tensor in static:
+                torch._dynamo.mark_static_address(tensor)
 
         def snapshot() -> tuple[dict[str, Any], dict[str, Any]]:
             return copy.deepcopy(self.state_dict()), rng_state()
 
-        def restore(saved: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        def restore(saved: tuple[dict[str, Any], dict[str, Any]], reason: str) -> None:
             self.load_state_dict(saved[0])
             set_rng_state(saved[1])
-            self.execution = {"compile": "off", "amp": amp, "fallback": f"{mode} failed"}
+            self.execution = {
+                "compile": "off",
+                "amp": amp,
+                "fallback": f"{mode} failed",
+                "why": f"trainer.compile={mode} failed: running eager",
+                "error": reason[:2000],
+            }
 
-        self.run_iteration = execution.compiled(iteration, mode, backend, snapshot, restore)
+        updates = execution.compiled((self.d_update, self.g_update), mode, backend)
+        fast = execution.with_amp(
+            lambda penalty_due: self.iteration(penalty_due, updates), amp, device
+        )
+        self.run_iteration = execution.guarded(fast, iteration, mode, snapshot, restore)
         return mode
 
     def compile_blocker(self) -> str | None:
@@ -145,12 +166,16 @@ class Trainer:
         self._count(d_updates=self.n_critic, g_updates=1)
         return logs
 
-    def iteration(self, penalty_due: tuple[bool, ...]) -> list[dict[str, Tensor]]:
+    def iteration(
+        self, penalty_due: tuple[bool, ...], updates: Sequence[Callable[..., Any]] = ()
+    ) -> list[dict[str, Tensor]]:
         """n_critic D updates (``penalty_due[i]``: whether D update i adds the penalty),
-        then one G update: the function ``trainer.compile`` compiles. Python branches only
-        on the config and on these flags, never on a tensor's value."""
-        logs = [self.d_update(due) for due in penalty_due]
-        logs.append(self.g_update())
+        then one G update. ``updates``: the two update functions to call, as
+        ``trainer.compile`` compiled them (by default ``d_update`` and ``g_update`` eager).
+        Python branches only on the config and on these flags, never on a tensor's value."""
+        d_update, g_update = updates or (self.d_update, self.g_update)
+        logs = [d_update(due) for due in penalty_due]
+        logs.append(g_update())
         return logs
 
     def d_step(self) -> dict[str, Tensor]:

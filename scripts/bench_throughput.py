@@ -24,6 +24,7 @@ there: measured 0.64x); ask for the others with ``--modes``.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import time
@@ -40,6 +41,7 @@ from ganlab.config import config_dir
 from ganlab.runtime import resolve_device
 
 COMPILED = ("default", "reduce-overhead", "max-autotune")
+CHUNK = 10  # iterations between clock reads when a row's time is capped (one sync each)
 
 
 class PILDataset(Dataset):
@@ -78,35 +80,49 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(cfg, mode: str, steps: int, device: torch.device) -> dict:
-    """One mode: first-iteration time, warm-up time, then it/s over ``steps`` iterations."""
+def measure(
+    cfg, mode: str, steps: int, device: torch.device, max_seconds: float | None = None
+) -> dict:
+    """One mode: first-iteration time, warm-up time, then it/s over ``steps`` iterations
+    (fewer when ``max_seconds`` of measuring run out first: whole chunks of ``CHUNK``)."""
     compile_mode, amp = split_mode(mode)
+    cfg = copy.deepcopy(cfg)  # built as a run in this mode is (capturable optimizers on CUDA)
+    cfg.trainer.compile, cfg.trainer.amp = compile_mode, amp
     torch.manual_seed(0)
     trainer = build_trainer(cfg, device)
-    used = trainer.compile(compile_mode, amp)
     if mode == "naive":  # the same trainer and losses; only the data path differs
         batches = naive_batches(trainer.data.images, trainer.batch_size, device)
         trainer.data.sample = lambda n: next(batches)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def timed(n: int) -> float:
+    def timed(n: int, limit: float | None = None) -> tuple[int, float]:
+        """Iterations run and their seconds: ``n``, or whole chunks until ``limit`` s."""
         sync(device)
-        start = time.perf_counter()
-        for _ in range(n):
-            trainer.iterate()
+        start, done = time.perf_counter(), 0
+        while done < n:
+            for _ in range(min(CHUNK, n - done)):
+                trainer.iterate()
+            done += min(CHUNK, n - done)
+            if limit is not None:
+                sync(device)
+                if time.perf_counter() - start >= limit:
+                    break
         sync(device)
-        return time.perf_counter() - start
+        return done, time.perf_counter() - start
 
-    first = timed(1)  # compilation, for a compiled mode; the DataLoader's start for naive
-    warmup = timed(max(3, steps // 10))  # CUDA-graph recording, allocator, caches
-    seconds = timed(steps)
+    first = timed(1)[1]  # compilation, for a compiled mode; the DataLoader's start for naive
+    warmup = timed(max(3, steps // 10), max_seconds)[1]  # CUDA-graph recording, allocator
+    done, seconds = timed(steps, max_seconds)
+    used = trainer.execution["compile"]  # after the iterations: a failed compile fell back
     return {
-        "it_per_s": steps / seconds,
+        "it_per_s": done / seconds,
+        "steps": done,
         "first_iteration_s": first,
         "warmup_s": warmup,
         "compile_used": used,
         "fallback": compile_mode != "off" and used == "off",
+        "error": trainer.execution.get("error"),
         "peak_memory_mb": (
             torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         ),

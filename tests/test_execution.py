@@ -183,7 +183,12 @@ def test_a_compiled_run_resumes_exactly_and_says_how_it_ran(make_cfg, tmp_path):
         for key in a[net]:
             assert torch.equal(a[net][key], b[net][key]), (net, key)
     execution = read_results(tmp_path / "split")["execution"]
-    assert execution == {"compile": "default", "amp": "off", "backend": "aot_eager"}
+    assert execution == {
+        "compile": "default",
+        "amp": "off",
+        "backend": "aot_eager",
+        "why": "trainer.compile=default was asked for",
+    }
 
 
 def test_weights_apart_counts_the_share_of_weights_beyond_the_tolerance():
