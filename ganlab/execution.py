@@ -34,8 +34,8 @@ COMPILE_MODES = ("off", "auto", "default", "reduce-overhead", "max-autotune")
 # of scripts/gpu_check.py (docs/gpu/) shows a compiled mode learning like eager, equal to it
 # over replayed iterations, and faster; tests/test_gpu_record.py holds these two constants to
 # the newest record's verdict, so they cannot drift apart.
-CUDA_AUTO = "off"
-CUDA_AUTO_RECORD: str | None = None
+CUDA_AUTO = "reduce-overhead"
+CUDA_AUTO_RECORD: str | None = "docs/gpu/gpu_check_h200_2026-12-04.json"
 # The inductor modes that replay the compiled graphs as CUDA graphs on a GPU.
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 # Calls of a compiled iteration after which a failure is no longer caught: the first compiles,
