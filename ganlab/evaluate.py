@@ -19,13 +19,14 @@ from typing import Any
 
 from ganlab.build import load_generator
 from ganlab.cli import entry_point
+from ganlab.console import results_table
 from ganlab.errors import GanlabError
-from ganlab.metrics import DIRECTIONS
+from ganlab.metrics import suite
 from ganlab.metrics.classifier import DEFAULT_DATA_ROOT
-from ganlab.metrics.modes import per_channel
 from ganlab.metrics.session import EvaluationSession
+from ganlab.metrics.suite import GeneratorSpec, Request
 from ganlab.runtime import resolve_device
-from ganlab.sampling import SEED_MAX, check_writable, sample_fn
+from ganlab.sampling import SEED_MAX, check_writable
 from ganlab.stacked import MODE_SAMPLES
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,15 @@ def evaluate(
     floor: bool = True,
     generator: str = "auto",
 ) -> dict[str, Any]:
-    """Metrics of the checkpoint's G (n samples) and the real floor, with their provenance.
+    """Metrics of the checkpoint's G (n samples) and the real floor, with their provenance,
+    measured as its run measured them (``ganlab.metrics.suite``: every family that applies).
 
     ``n`` defaults to ``DEFAULT_SAMPLES``, or all the real images when there are fewer; an
     ``n`` larger than the real set is an error (it cannot be compared at that size). A
     Stacked MNIST G is measured as in training: n digits (its channels), and the mode
-    metrics of the run's ``metrics.mode_samples`` images (ganlab.metrics.modes).
+    metrics of the run's ``metrics.mode_samples`` images (ganlab.metrics.modes); a
+    class-conditional G with labels drawn uniformly for the feature metrics, and
+    ``label_accuracy`` and ``intra_fid`` on n images with balanced labels.
     """
     start = time.perf_counter()
     torch_device = resolve_device(device)
@@ -65,15 +69,9 @@ def evaluate(
             f"--n {n}: at most {session.n} samples can be compared, the number of real images "
             f"in {session.reference.source} under {root}; use --n {session.n} or less"
         )
-    z_dim, channels = config["model"]["z_dim"], getattr(G, "image_channels", 1)
-    draw = sample_fn(G, z_dim, torch_device, seed)
-    metrics = session.metrics(per_channel(draw, channels))
-    floor_metrics = session.floor()
-    if channels > 1:
-        mode_samples = (config.get("metrics") or {}).get("mode_samples", MODE_SAMPLES)
-        metrics.update(session.modes(sample_fn(G, z_dim, torch_device, seed), mode_samples))
-        if floor_metrics is not None:  # real stacked images at the same count
-            floor_metrics = {**floor_metrics, **session.mode_floor(mode_samples)}
+    mode_samples = (config.get("metrics") or {}).get("mode_samples", MODE_SAMPLES)
+    spec = GeneratorSpec(G, G.z_dim, torch_device, G.n_classes, G.image_channels)
+    result = suite.evaluate(session, spec, Request((session.n,), seed, mode_samples))
     return {
         "checkpoint": str(path),
         "step": state.get("step"),
@@ -86,39 +84,21 @@ def evaluate(
             "root": str(root),
             "reference": session.reference.source,
             "reference_images": len(session.reference),
-            "floor": session.floor_set.source if floor_metrics else None,
+            "floor": session.floor_set.source if session.floor_set is not None else None,
         },
         "classifier": session.classifier_info,
-        "metrics": metrics,
-        "floor": floor_metrics,
+        "metrics": result.metrics[session.n],
+        "floor": result.floors[session.n] or None,
+        "evaluation": result.provenance[session.n],
         "seconds": round(time.perf_counter() - start, 2),
     }
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Aligned rows: metric, value, real-vs-real floor, which way is better."""
-    floor = report["floor"] or {}
-    direction = {"min": "lower", "max": "higher"}
-    rows = [("metric", "value", "real floor", "better")]
-    for key, value in report["metrics"].items():
-        floor_value = _number(floor[key]) if key in floor else ""
-        rows.append((key, _number(value), floor_value, direction[DIRECTIONS[key]]))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
-        for r in rows
-    ]
-    data, clf = report["data"], report["classifier"]
-    lines.append(
-        f"{report['n_samples']} samples vs {data['reference']}; floor: {data['floor']}; "
-        f"classifier {clf['weights_sha256'][:12]} ({100 * clf['test_accuracy']:.2f}% on "
-        f"{clf['test_source']}, trained on {clf['train_source']})"
-    )
-    return "\n".join(lines)
-
-
-def _number(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.6g}"
+    """The run's results table (``ganlab.console.results_table``), every real floor beside
+    its metric."""
+    floors = {f"{key}_floor": value for key, value in (report["floor"] or {}).items()}
+    return results_table({**report["metrics"], **floors}, report["evaluation"])
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -29,17 +29,13 @@ from ganlab.console import continue_command, results_table
 from ganlab.divergence import divergence
 from ganlab.errors import GanlabError
 from ganlab.hparams import record_run
-from ganlab.metrics.conditional import ConditionalMetrics, balanced_labels
-from ganlab.metrics.modes import per_channel
+from ganlab.metrics.suite import GeneratorSpec, Request, evaluate
 from ganlab.models.layers import N_CLASSES
 from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, read_results, update_results
 from ganlab.runtime import resolve_device, seed_everything
 from ganlab.sampling import (
     PROGRESS_GIF,
-    Generate,
     class_rows,
-    generate_labeled,
-    sample_fn,
     save_grid_png,
     write_progress_gif,
 )
@@ -85,7 +81,6 @@ class TrainingRun:
         self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
         self.ckpts = CheckpointDir(out_dir / CHECKPOINTS_DIR, keep=t.keep_checkpoints)
         self.session = build_session(cfg, self.device)
-        self._conditional: ConditionalMetrics | None = None  # built at the first evaluation
         self.plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
         # CPU seconds of the training loops of earlier sittings (trainer.cpu_minutes counts
         # them all, so an interrupted budgeted run gets only what is left of its budget)
@@ -246,9 +241,17 @@ class TrainingRun:
             # stacked MNIST in colour, a digit per channel, as the papers show it
             save_grid_png(self.logger.images(images, step), png, rgb=images.shape[1] != 1)
 
-    def evaluate(self, step: int, stop: list[int], final: bool = False) -> dict[str, float]:
-        """Metrics of G at this step to TensorBoard and results.json; raises
-        StopDuringEvaluation when a stop signal arrives while samples are drawn.
+    def evaluate(
+        self,
+        step: int,
+        stop: list[int],
+        final: bool = False,
+        generate: Callable[..., Tensor] | None = None,
+    ) -> dict[str, float]:
+        """Metrics of G at this step to TensorBoard and results.json (``ganlab.metrics.suite``:
+        every metric family that applies to this G); raises StopDuringEvaluation when a stop
+        signal arrives while samples are drawn. ``generate``: G's images (default: the
+        trainer's, the EMA generator when there is one).
 
         TensorBoard ``metrics/*`` is one curve at one sample count, ``metrics.eval_samples``:
         the periodic evaluations and the final step (the first images of the final draw).
@@ -260,20 +263,9 @@ class TrainingRun:
         """
         curve_n = min(self.cfg.metrics.eval_samples, self.session.n)
         n = self.session.n if final else curve_n
-        z_dim, seed, classes = self.cfg.model.z_dim, self.cfg.seed, self.trainer.n_classes
-        draw = sample_fn(self.trainer.generate, z_dim, self.device, seed, classes)
-        by_n = self.session.metrics_at(_stoppable(self._digits(draw), stop), (curve_n, n))
-        modes = self.mode_metrics(self.trainer.generate, stop)
-        mode_floor = self.session.mode_floor(self.cfg.metrics.mode_samples) if modes else None
-        for size, metrics in by_n.items():
-            metrics.update(modes)
-            if classes:  # label accuracy and intra-FID, on n images with balanced labels
-                metrics.update(self.conditional_metrics(size, stop))
-            floor = self.session.floor(size)
-            if floor is not None:
-                metrics["fid_floor"], metrics["kid_floor"] = floor["fid"], floor["kid"]
-            if mode_floor is not None:  # modes_covered_floor, reverse_kl_floor
-                metrics.update({f"{key}_floor": value for key, value in mode_floor.items()})
+        spec = self.generator_spec(generate or self.trainer.generate)
+        result = evaluate(self.session, spec, self.request((curve_n, n), stop))
+        by_n = {size: result.with_floors(size) for size in (curve_n, n)}
         tags = {"metrics": curve_n, **({"metrics_final": n} if final else {})}
         for tag, size in tags.items():
             for key, value in by_n[size].items():
@@ -283,7 +275,7 @@ class TrainingRun:
             self.logger.scalar("flags/metric_backbone_used", 1.0, step)
             self.logger.writer.add_text("flags", backbone["warning"], step)
         evaluation = {
-            **self.session.provenance(n),
+            **result.provenance[n],
             "curve_samples": curve_n,
             "step": step,
             "generator": self.trainer.generator_name,
@@ -292,41 +284,29 @@ class TrainingRun:
         update_results(self.out_dir, {"metrics": by_n[n], "evaluation": evaluation})
         return by_n[n]
 
-    def evaluate_raw(self, stop: list[int]) -> None:
+    def evaluate_raw(self, stop: list[int], generate: Callable[..., Tensor] | None = None) -> None:
         """With an EMA generator, the raw G's metrics too (results.json ``metrics_raw``), so the
         difference the average makes is in plain sight."""
-        z_dim, seed = self.cfg.model.z_dim, self.cfg.seed
-        draw = sample_fn(
-            self.trainer.generate_raw, z_dim, self.device, seed, self.trainer.n_classes
-        )
-        metrics = self.session.metrics(_stoppable(self._digits(draw), stop), self.session.n)
-        metrics.update(self.mode_metrics(self.trainer.generate_raw, stop))
+        n = self.session.n
+        spec = self.generator_spec(generate or self.trainer.generate_raw)
+        metrics = evaluate(self.session, spec, self.request((n,), stop)).metrics[n]
         for key, value in metrics.items():
             self.logger.scalar(f"metrics_raw/{key}", value, self.trainer.step)
         update_results(self.out_dir, {"metrics_raw": metrics})
 
-    def _digits(self, draw: Generate) -> Generate:
-        """What the Evaluator measures: G's images, or each channel of a Stacked MNIST
-        image as one digit (``ganlab.metrics.modes.per_channel``)."""
-        return per_channel(draw, self.trainer.data.channels)
+    def generator_spec(self, generate: Callable[..., Tensor]) -> GeneratorSpec:
+        """What the metrics need to know of this run's G, drawing through ``generate``."""
+        trainer, z_dim = self.trainer, self.cfg.model.z_dim
+        return GeneratorSpec(generate, z_dim, self.device, trainer.n_classes, trainer.data.channels)
 
-    def mode_metrics(self, generate: Callable[..., Tensor], stop: list[int]) -> dict[str, float]:
-        """modes_covered and reverse_kl of a Stacked MNIST G (empty for 1-channel data)."""
-        if self.trainer.data.channels == 1:
-            return {}
-        draw = sample_fn(generate, self.cfg.model.z_dim, self.device, self.cfg.seed)
-        return self.session.modes(_stoppable(draw, stop), self.cfg.metrics.mode_samples)
+    def request(self, sizes: tuple[int, ...], stop: list[int]) -> Request:
+        """An evaluation at ``sizes``, stopped (StopDuringEvaluation) once a signal arrives."""
 
-    def conditional_metrics(self, n: int, stop: list[int]) -> dict[str, float]:
-        """label_accuracy, intra_fid (and its real floor) of a class-conditional G."""
-        if self._conditional is None:
-            self._conditional = ConditionalMetrics(self.session)
-        labels = balanced_labels(n, self.cfg.seed)
-        if stop:
-            raise StopDuringEvaluation
-        z_dim = self.cfg.model.z_dim
-        images = generate_labeled(self.trainer.generate, z_dim, labels, self.cfg.seed, self.device)
-        return self._conditional(images, labels)
+        def check() -> None:
+            if stop:
+                raise StopDuringEvaluation
+
+        return Request(sizes, self.cfg.seed, self.cfg.metrics.mode_samples, check)
 
     def checkpoint(self) -> None:
         with _writing(self.out_dir / TB_DIR):
@@ -366,19 +346,16 @@ class TrainingRun:
 
             return draw
 
-        trainer = self.trainer
-        trainer.generate = counted(trainer.generate)
-        trainer.generate_raw = counted(trainer.generate_raw)
         try:
             with logging_redirect_tqdm():
-                self.metrics = self.evaluate(self.trainer.step, stop, final=True)
+                generate = counted(self.trainer.generate)
+                self.metrics = self.evaluate(self.trainer.step, stop, True, generate)
                 if self.trainer.ema is not None:
-                    self.evaluate_raw(stop)
+                    self.evaluate_raw(stop, counted(self.trainer.generate_raw))
         except StopDuringEvaluation:
             self.status = "interrupted"
         finally:
             bar.close()
-            del trainer.generate, trainer.generate_raw  # the methods again
 
     # --- the end ----------------------------------------------------------------------------
 
@@ -487,17 +464,3 @@ def _lookup(tree: Any, dotted: str, default: Any = None) -> Any:
             return default
         tree = tree[part]
     return tree
-
-
-def _stoppable(draw: Generate, stop: list[int]) -> Generate:
-    """``draw``, but raising StopDuringEvaluation once a stop signal has arrived."""
-
-    def generate(batch: int) -> torch.Tensor:
-        if stop:
-            raise StopDuringEvaluation
-        return draw(batch)
-
-    return generate
-
-
-__all__ = ["N_FIXED", "TrainingRun"]

@@ -87,8 +87,9 @@ def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypa
     # stdout: the table (one row per metric), then the same JSON
     table, _, printed = done.stdout.partition("\n{")
     assert json.loads("{" + printed) == report
-    rows = [line.split()[0] for line in table.splitlines()[1:-1]]
-    assert rows == list(METRIC_KEYS)
+    lines = table.splitlines()  # "results (300 samples vs ...):", the header, the metrics
+    assert lines[0].startswith("results (300 samples vs mnist/test; classifier ")
+    assert [line.split()[0] for line in lines[2:]] == list(METRIC_KEYS)
 
     assert report["checkpoint"] == str(run_dir / "checkpoints" / "last.pt")
     assert report["step"] == 5 and report["n_samples"] == 300
@@ -112,6 +113,33 @@ def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypa
         floor=False,
     )
     assert again["metrics"] == report["metrics"] and again["floor"] is None
+
+
+@pytest.mark.parametrize("cond", ["projection", "acgan"])
+def test_evaluate_measures_a_conditional_run_as_its_run_did(
+    cond, cache, tmp_path, monkeypatch, mnist_root
+):
+    """ganlab-eval on a class-conditional run: the same metrics, label_accuracy and intra_fid
+    included, as the run's own final evaluation wrote (one evaluation home, same seed)."""
+    monkeypatch.setenv("GANLAB_CACHE", str(cache))
+    overrides = ["model=mlp", "data=mnist_sample", f"data.root={mnist_root}", f"cond={cond}"]
+    overrides += ["trainer.steps=5", "trainer.batch_size=20", "trainer.progress=false"]
+    overrides += ["metrics.n_samples=300", "metrics.eval_samples=300", "metrics.floor=false"]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            cfg = compose(config_name="config", overrides=overrides)
+        train(cfg, tmp_path / "run")
+    finally:
+        GlobalHydra.instance().clear()
+    recorded = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    report = evaluate_module.evaluate(
+        tmp_path / "run", n=300, data_root=str(mnist_root), device="cpu", floor=False
+    )
+    assert {"label_accuracy", "intra_fid"} <= set(report["metrics"])
+    assert report["metrics"] == recorded
+    table = evaluate_module.format_table(report)
+    assert "label_accuracy" in table and "intra_fid" in table
 
 
 def test_sample_takes_a_sweep_run_dir_whose_name_has_equals_signs(run_dir, tmp_path):

@@ -22,6 +22,7 @@ from ganlab.metrics.classifier import (
     load_or_train_classifier,
     weights_sha256,
 )
+from ganlab.metrics.conditional import ConditionalMetrics
 from ganlab.metrics.evaluator import Evaluator, real_floor, serve
 from ganlab.metrics.modes import mode_metrics
 from ganlab.metrics.reference import reference_sets
@@ -72,6 +73,7 @@ class EvaluationSession:
         )
         self._floors: dict[int, dict[str, float]] = {}
         self._mode_floors: dict[int, dict[str, float]] = {}
+        self._conditional: ConditionalMetrics | None = None  # built when first asked for
 
     @property
     def n(self) -> int:
@@ -102,6 +104,13 @@ class EvaluationSession:
             images, _ = stack_digits(self.floor_set.images, self.floor_set.labels, n, seed=0)
             self._mode_floors[n] = mode_metrics(self.evaluator, serve(images), n)
         return self._mode_floors[n]
+
+    def conditional(self) -> ConditionalMetrics:
+        """The class-conditional metrics against this session's labelled real images
+        (``ganlab.metrics.conditional``), embedded once, at the first call."""
+        if self._conditional is None:
+            self._conditional = ConditionalMetrics(self)
+        return self._conditional
 
     def floor(self, n: int | None = None) -> dict[str, float] | None:
         """The same metrics for real training images at n samples (cached), if kept."""
