@@ -18,7 +18,7 @@ from ganlab.config import validate
 from ganlab.console import Job, job_of, labels, sweep_summary
 from ganlab.errors import GanlabError
 from ganlab.hparams import run_columns, sweep_columns
-from ganlab.rundir import RESULTS_FILE, TB_DIR, read_results
+from ganlab.rundir import REFUSALS_FILE, RESULTS_FILE, TB_DIR, read_refusals, read_results
 from ganlab.tracking import (
     Column,
     MetricColumn,
@@ -138,6 +138,8 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.perf_counter()
+        # refusals are this invocation's: an earlier one's are answered or repeated by now
+        (Path(config.hydra.sweep.dir) / REFUSALS_FILE).unlink(missing_ok=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
@@ -150,7 +152,20 @@ class SweepSummary(Callback):
         seconds = None if started is None else time.perf_counter() - started
         for line in sweep_summary(root, [job for job, _ in jobs], seconds):
             print(line, file=sys.stderr)
+        refused = read_refusals(root)
+        for job, reason in refused.items():
+            print(f"  refused {Path(job).name}: {reason}", file=sys.stderr)
         failed = [job for job, _ in jobs if job.results.get("status") in ("failed", None)]
+        refused_paths = {Path(job).resolve() for job in refused}
+        failed = [job for job in failed if job.path.resolve() not in refused_paths]
+        if refused:
+            print(
+                f"error: {len(refused)} job(s) of the sweep were refused their folders (left "
+                "as they were); with trainer.resume=auto a sweep skips its finished jobs and "
+                "continues the others",
+                file=sys.stderr,
+            )
         if failed:
             print(f"error: {len(failed)} job(s) of the sweep failed", file=sys.stderr)
+        if refused or failed:
             raise SystemExit(1)

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ganlab.errors import GanlabError
+from ganlab.errors import Refused
 from ganlab.rundir import CHECKPOINTS_DIR, RESULTS_FILE, SAMPLES_DIR, TB_DIR
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def claim_folder(out_dir: Path, resume: str | None, overwrite: bool) -> Iterator
     with _locked(out_dir / LOCK_FILE):
         if holds_a_run(out_dir) and resume != "auto":
             if not overwrite:
-                raise GanlabError(refusal(out_dir))
+                raise Refused(refusal(out_dir))
             _clear(out_dir)
         _remove_stale_temp_files(out_dir)
         yield
@@ -67,7 +67,7 @@ def _locked(path: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise GanlabError(
+            raise Refused(
                 f"another ganlab process is training in {path.parent} (it holds {path.name}); "
                 "wait for it to finish, or choose another folder"
             ) from None
@@ -120,7 +120,7 @@ def check_identity(saved: Any, current: dict[str, Any], path: Path) -> None:
     for key in IDENTITY:
         theirs, ours = _get(saved, key), _get(current, key)
         if theirs != ours:
-            raise GanlabError(
+            raise Refused(
                 f"cannot resume from {path}: it was made with {key}={theirs!r}, this run has "
                 f"{key}={ours!r}; use the same setting, or start a new run without trainer.resume"
             )

@@ -7,10 +7,12 @@ One home for the layout every other module (the loop, the CLIs, the report) read
     <run dir>/samples/                PNG grids, step_000500.png ...
     <run dir>/checkpoints/            last.pt and numbered copies
     <run dir>/results.json            the run's summary, rewritten atomically
+    <sweep dir>/.refused.jsonl        the jobs of the last invocation refused their folders
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -24,6 +26,9 @@ RESULTS_FILE = "results.json"
 TB_DIR = "tb"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
+# In a sweep's folder, beside its jobs: the jobs refused their folders in this invocation (one
+# JSON line each), which the sweep's summary reports; a refused job writes nothing in its own.
+REFUSALS_FILE = ".refused.jsonl"
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +84,25 @@ def write_results(run_dir: str | Path, results: dict[str, Any]) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise GanlabError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def record_refusal(sweep_dir: str | Path, job_dir: str | Path, reason: str) -> None:
+    """Add a refused job to its sweep's ``REFUSALS_FILE`` (one line, appended)."""
+    line = json.dumps({"job": str(job_dir), "reason": " ".join(reason.split())})
+    with open(Path(sweep_dir) / REFUSALS_FILE, "a") as fh:
+        fh.write(line + "\n")
+
+
+def read_refusals(sweep_dir: str | Path) -> dict[str, str]:
+    """The refused jobs of a sweep's folder: job folder -> reason (unreadable lines skipped)."""
+    path = Path(sweep_dir) / REFUSALS_FILE
+    refused: dict[str, str] = {}
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                entry = json.loads(line)
+                refused[str(entry["job"])] = str(entry["reason"])
+    return refused
 
 
 def parse_overrides(lines: Iterable[str]) -> dict[str, str]:

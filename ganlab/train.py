@@ -18,8 +18,9 @@ from omegaconf import DictConfig
 from ganlab.claim import claim_folder
 from ganlab.cli import entry_point, record_failure, report
 from ganlab.config import config_dir, validate
-from ganlab.errors import GanlabError
+from ganlab.errors import GanlabError, Refused
 from ganlab.run import TrainingRun
+from ganlab.rundir import record_refusal
 from ganlab.runtime import every
 from ganlab.signals import stop_requests
 
@@ -96,9 +97,15 @@ def main(cfg: DictConfig) -> float:
 
 def sweep_job(cfg: DictConfig, out_dir: Path) -> float:
     """One job of a sweep: its error is reported and recorded, and the other jobs go on
-    (the sweep exits non-zero at its end; ganlab.callbacks)."""
+    (the sweep exits non-zero at its end; ganlab.callbacks). A refused job records nothing
+    in its folder, whose records belong to another run: the refusal goes beside the jobs,
+    in the sweep's folder, for the sweep's summary."""
     try:
         return train(cfg, out_dir)
+    except Refused as e:
+        report("refused", e)
+        record_refusal(HydraConfig.get().sweep.dir, out_dir, str(e))
+        return float("nan")
     except GanlabError as e:
         report("error", e)
         record_failure(out_dir, e)

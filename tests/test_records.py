@@ -1,0 +1,53 @@
+"""A finished run's record is never rewritten by a command that does not own it.
+
+Real sweeps, as a user runs them: the same sweep twice into one folder (the second is refused
+job by job, and every finished job's results.json stays byte-identical and counted by the
+report), then the same sweep with ``trainer.resume=auto`` (the same folder names, each
+finished job skipped).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ganlab.rundir import REFUSALS_FILE, read_refusals
+from tests.conftest import TINY, TINY_MODEL, train_cli
+
+SWEEP = ["model=mlp", *TINY, *TINY_MODEL["mlp"], "data=mnist_sample", "trainer.steps=20"]
+
+
+def job_records(sweep: Path) -> dict[str, bytes]:
+    return {p.parent.name: p.read_bytes() for p in sorted(sweep.glob("*/results.json"))}
+
+
+def test_the_same_sweep_twice_refuses_and_leaves_finished_jobs_as_they_were(tmp_path):
+    sweep = tmp_path / "sweep"
+    first = train_cli("-m", *SWEEP, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = job_records(sweep)
+    assert len(before) == 2 and all(b'"status": "completed"' in r for r in before.values())
+
+    again = train_cli("-m", *SWEEP, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert again.returncode == 1
+    assert job_records(sweep) == before  # byte-identical: nothing marked failed
+    assert "2 job(s) of the sweep were refused" in again.stderr
+    assert "trainer.resume=auto" in again.stderr and "failed" not in again.stderr.split("\n")[-2]
+    refused = read_refusals(sweep)
+    assert sorted(Path(job).name for job in refused) == sorted(before)
+    report = subprocess.run(
+        [sys.executable, "-m", "ganlab.report", str(sweep)], capture_output=True, text=True
+    )
+    assert report.returncode == 0 and "over 2 of 2 runs" in report.stdout, report.stderr
+
+    # As the refusal advises: the same folders (trainer.resume is not in their names), every
+    # finished job skipped, the refusals of the earlier invocation gone.
+    resumed = train_cli(
+        "-m", *SWEEP, "seed=0,1", "trainer.resume=auto", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == sorted(before)
+    assert job_records(sweep) == before
+    assert "already completed" in resumed.stdout + resumed.stderr
+    assert not (sweep / REFUSALS_FILE).exists()
