@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganlab.claim import holds_a_run, refusal
 from ganlab.config import config_dir, validate
-from ganlab.errors import GanlabError
+from ganlab.errors import Refused
 from ganlab.rundir import read_results
 from ganlab.train import train as train_in
 
@@ -107,15 +107,13 @@ def _run_dir(full: DictConfig, cfg: DictConfig) -> Path:
     return Path(OmegaConf.create({**names, "dir": pattern}).dir)
 
 
-def _prepare(out_dir: Path, cfg: DictConfig, overrides: Sequence[str]) -> None:
-    """The folder and Hydra's record in it (``.hydra/``), as the command line leaves them;
-    a folder holding another run is refused first, unchanged."""
+def _prepare(out_dir: Path, cfg: DictConfig) -> None:
+    """The folder, as the command line makes it; a folder holding another run is refused
+    first, unchanged (train() writes ``.hydra/`` once the run owns the folder)."""
     t = cfg.trainer
     if holds_a_run(out_dir) and t.resume != "auto" and not t.overwrite:
-        raise GanlabError(refusal(out_dir))
-    (out_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, out_dir / ".hydra" / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), out_dir / ".hydra" / "overrides.yaml")
+        raise Refused(refusal(out_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def train(
@@ -137,7 +135,7 @@ def train(
     validate(task)  # before any folder is made
     run_dir = Path(out_dir) if out_dir is not None else _run_dir(full, task)
     run_dir = run_dir.expanduser().resolve()
-    _prepare(run_dir, task, overrides)
+    _prepare(run_dir, task)
     with _hydra_config(full), _logging_to(run_dir / "train.log", console):
         train_in(task, run_dir)
     return {**read_results(run_dir), "run_dir": str(run_dir)}

@@ -65,8 +65,8 @@ class CheckOutputDir(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _validate(config)
         _make_writable_dir(config.hydra.run.dir, "hydra.run.dir")
-        # Refuse a folder holding another run before Hydra rewrites its .hydra/ files
-        # (train() checks again, under a lock, for sweeps and the Python API).
+        # Refuse a folder holding another run before Hydra opens its train.log (train()
+        # checks again, under a lock, for sweeps and the Python API).
         t = config.trainer
         if holds_a_run(Path(config.hydra.run.dir)) and t.resume != "auto" and not t.overwrite:
             print(f"error: {refusal(Path(config.hydra.run.dir))}", file=sys.stderr)

@@ -26,6 +26,7 @@ RESULTS_FILE = "results.json"
 TB_DIR = "tb"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
+HYDRA_DIR = ".hydra"  # the composed config and the command line's overrides (ganlab.tracking)
 # In a sweep's folder, beside its jobs: the jobs refused their folders in this invocation (one
 # JSON line each), which the sweep's summary reports; a refused job writes nothing in its own.
 REFUSALS_FILE = ".refused.jsonl"

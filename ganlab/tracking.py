@@ -23,12 +23,15 @@ from typing import Any
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.plugins.hparams import summary_v2 as hp
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
+
+from ganlab.rundir import HYDRA_DIR
 
 SAMPLES_TAG = "samples"
 HPARAMS_SUFFIX = ".hparams"  # the event file holding a run's (or a sweep's) HParams records
@@ -135,6 +138,20 @@ class RunLogger:
 def run_overrides() -> list[str]:
     """This job's command-line overrides (empty outside a Hydra run, e.g. under compose)."""
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def save_hydra_record(out_dir: Path, cfg: DictConfig) -> None:
+    """``.hydra/``: the run's config, Hydra's own node and the command line's overrides, as
+    Hydra saves them at a job's start (``hydra.output_subdir`` is null, so Hydra does not):
+    written by the run that owns the folder, once it starts or continues training."""
+    folder = out_dir / HYDRA_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        (folder / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra})))
+    overrides = OmegaConf.create(run_overrides())
+    (folder / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
 
 
 def in_sweep() -> bool:

@@ -23,6 +23,7 @@ from ganlab.run import TrainingRun
 from ganlab.rundir import record_refusal
 from ganlab.runtime import every
 from ganlab.signals import stop_requests
+from ganlab.tracking import save_hydra_record
 
 DIVERGED = 3  # exit status of a single run that diverged
 
@@ -39,6 +40,7 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         run = TrainingRun(cfg, out_dir)  # built, and resumed if asked to
         if run.done:
             return run.skip()
+        save_hydra_record(out_dir, cfg)  # this run owns the folder now: its record
         # SIGINT/SIGTERM: finish the step, save, then stop; errors mark results.json failed
         with run.failures_recorded(), stop_requests() as stop:
             loop(run, stop)

@@ -241,7 +241,7 @@ def world(tmp_path_factory, ganlab_cache, mnist_root) -> dict[str, Path]:
     run = _tiny_run(base / "run")
     sweep = base / "sweep"
     shutil.copytree(run, sweep / "good", ignore=shutil.ignore_patterns("checkpoints"))
-    (sweep / "good" / ".hydra").mkdir()  # what Hydra records of a command line
+    (sweep / "good" / ".hydra").mkdir(exist_ok=True)  # what Hydra records of a command line
     (sweep / "good" / ".hydra" / "overrides.yaml").write_text("- trainer.batch_size=16\n")
     for name, text in (("listed", "[1, 2]\n"), ("nulled", "null\n")):  # JSON, not objects
         (sweep / name).mkdir()

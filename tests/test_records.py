@@ -51,3 +51,39 @@ def test_the_same_sweep_twice_refuses_and_leaves_finished_jobs_as_they_were(tmp_
     assert job_records(sweep) == before
     assert "already completed" in resumed.stdout + resumed.stderr
     assert not (sweep / REFUSALS_FILE).exists()
+
+
+def hydra_record(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run / ".hydra").glob("*.yaml"))}
+
+
+def test_a_refused_or_no_op_command_leaves_the_runs_config_as_it_was(tmp_path):
+    """.hydra/ is the record of what a run trained with: a resume refused for another model,
+    and a resume with nothing left to do, leave it byte-identical; a resume that trains
+    writes it (with its own overrides)."""
+    run = tmp_path / "run"
+    first = train_cli(*SWEEP, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = hydra_record(run)
+    assert set(before) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    assert b"spectral_norm: false" in before["config.yaml"]
+    results = (run / "results.json").read_bytes()
+
+    for extra in (["model.discriminator.spectral_norm=true"], []):  # refused, then a no-op
+        again = train_cli(
+            *SWEEP, *extra, "trainer.resume=auto", f"hydra.run.dir={run}", cwd=tmp_path
+        )
+        assert (again.returncode != 0) == bool(extra), again.stderr[-2000:]
+        said = "spectral_norm" if extra else "already completed"
+        assert said in again.stdout + again.stderr
+        assert hydra_record(run) == before
+        assert (run / "results.json").read_bytes() == results
+
+    more = train_cli(
+        *SWEEP, "trainer.steps=30", "trainer.resume=auto", f"hydra.run.dir={run}", cwd=tmp_path
+    )
+    assert more.returncode == 0, more.stderr[-3000:]
+    after = hydra_record(run)
+    assert (
+        b"steps: 30" in after["config.yaml"] and b"trainer.resume=auto" in after["overrides.yaml"]
+    )
