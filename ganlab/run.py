@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 N_FIXED = 64  # images in each sample grid (8 x 8)
 CPU_KEY = "cpu_s"  # a checkpoint's CPU seconds of training so far (trainer.cpu_minutes)
+# What a checkpoint carries of the results so far, so that a resume with no step left to train
+# (killed during the final evaluation; a finished last.pt into a new folder) still writes
+# them: the last logged means and the throughput of the sitting that trained.
+FINAL_KEY, THROUGHPUT_KEY = "final_means", "throughput"
 GRID_COLUMNS = 8
 
 
@@ -85,11 +89,14 @@ class TrainingRun:
         # CPU seconds of the training loops of earlier sittings (trainer.cpu_minutes counts
         # them all, so an interrupted budgeted run gets only what is left of its budget)
         self.cpu_before = 0.0
+        # the last logged means and the throughput of the sitting that trained (FINAL_KEY)
+        self.carried: dict[str, dict[str, float]] = {FINAL_KEY: {}, THROUGHPUT_KEY: {}}
         found = find_resume(t.resume, out_dir, self.device)
         if found is not None:
             check_identity(found[1]["config"], self.plain_cfg, found[0])
             self.restore(found[1])
             self.cpu_before = float(found[1].get(CPU_KEY, 0.0))
+            self.carried = _carried(found[1])
             log.info("resumed from %s at step %d", found[0], self.trainer.step)
         # A completed run resumed with the same trainer.steps (and trainer.cpu_minutes) has
         # nothing left to do: a sweep run again skips its finished jobs.
@@ -104,7 +111,7 @@ class TrainingRun:
         self.status, self.problem, self.rollbacks = "completed", None, 0
         self.budget_spent = False  # trainer.cpu_minutes used up: the loop's last step
         self.means: dict[str, float] = {}  # the current interval's, read by check()
-        self.final: dict[str, float] = {}  # the last means written
+        self.final: dict[str, float] = dict(self.carried[FINAL_KEY])  # the last means written
         self.metrics: dict[str, float] = {}  # of the final evaluation
         self.elapsed = self.cpu_s = float("nan")
 
@@ -316,6 +323,8 @@ class TrainingRun:
             "rng": rng_state(),
             "config": self.plain_cfg,
             CPU_KEY: self.cpu_spent(),
+            FINAL_KEY: self.final,
+            THROUGHPUT_KEY: self.throughput(time.perf_counter() - self.t0, self.cpu_spent_now()),
         }
         self.ckpts.save(self.trainer.step, state)
 
@@ -385,13 +394,32 @@ class TrainingRun:
             log.info("%s", results_table(self.metrics, results.get("evaluation")))
         if self.status != "completed":
             return float("nan")
-        objective = self.metrics.get("fid", results["final"]["loss_g"])
+        objective = self.metrics.get("fid", (results.get("final") or {}).get("loss_g"))
         return float("nan") if objective is None else float(objective)
+
+    def throughput(self, elapsed: float, cpu_s: float) -> dict[str, float]:
+        """G steps per second, images per second and CPU seconds per step of this sitting;
+        those of the sitting that trained when this one trained no step (a resume that only
+        finishes the evaluation), so a resume never records 0 it/s."""
+        steps = self.trainer.step - self.start_step
+        if steps == 0 and self.carried[THROUGHPUT_KEY]:
+            return dict(self.carried[THROUGHPUT_KEY])
+        it_per_s = steps / elapsed if elapsed > 0 else float("nan")
+        batch = self.cfg.trainer.batch_size
+        # the loop's CPU seconds per G step (periodic evaluations included)
+        return {
+            "it_per_s": it_per_s,
+            "images_per_s": it_per_s * batch,
+            "cpu_s_per_it": cpu_s / max(1, steps),
+        }
+
+    def cpu_spent_now(self) -> float:
+        """CPU seconds of this sitting's loop so far."""
+        return time.process_time() - self.cpu0
 
     @property
     def it_per_s(self) -> float:
-        steps = self.trainer.step - self.start_step
-        return steps / self.elapsed if self.elapsed > 0 else float("nan")
+        return self.throughput(self.elapsed, self.cpu_s)["it_per_s"]
 
     def write_results(self) -> dict[str, Any]:
         cfg, t = self.cfg, self.cfg.trainer
@@ -409,12 +437,7 @@ class TrainingRun:
                 "device": str(self.device),
                 "execution": self.trainer.execution,  # trainer.compile / amp as they ran
                 "data": {"source": self.trainer.data.source, "num_images": len(self.trainer.data)},
-                "throughput": {
-                    "it_per_s": self.it_per_s,
-                    "images_per_s": self.it_per_s * t.batch_size,
-                    # the loop's CPU seconds per G step (periodic evaluations included)
-                    "cpu_s_per_it": self.cpu_s / max(1, self.trainer.step - self.start_step),
-                },
+                "throughput": self.throughput(self.elapsed, self.cpu_s),
                 # Nothing logged (e.g. resumed at the last step): keep what results.json says.
                 **(
                     {"final": {"loss_d": self.final["loss/D"], "loss_g": self.final["loss/G"]}}
@@ -464,3 +487,17 @@ def _lookup(tree: Any, dotted: str, default: Any = None) -> Any:
             return default
         tree = tree[part]
     return tree
+
+
+def _carried(state: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A checkpoint's FINAL_KEY and THROUGHPUT_KEY, kept only as names of plain numbers (an
+    older checkpoint has neither: then nothing is carried)."""
+    carried: dict[str, dict[str, float]] = {}
+    for key in (FINAL_KEY, THROUGHPUT_KEY):
+        value = state.get(key)
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in value.items()
+        )
+        carried[key] = {k: float(v) for k, v in value.items()} if ok else {}
+    return carried

@@ -8,11 +8,13 @@ finished job skipped).
 
 from __future__ import annotations
 
+import math
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from ganlab.rundir import REFUSALS_FILE, read_refusals
+from ganlab.rundir import REFUSALS_FILE, read_refusals, read_results
 from tests.conftest import TINY, TINY_MODEL, train_cli
 
 SWEEP = ["model=mlp", *TINY, *TINY_MODEL["mlp"], "data=mnist_sample", "trainer.steps=20"]
@@ -87,3 +89,46 @@ def test_a_refused_or_no_op_command_leaves_the_runs_config_as_it_was(tmp_path):
     assert (
         b"steps: 30" in after["config.yaml"] and b"trainer.resume=auto" in after["overrides.yaml"]
     )
+
+
+def test_a_run_killed_in_its_final_evaluation_is_finished_by_its_resume(tmp_path, mnist_root):
+    """SIGKILL once "evaluating" is logged, then trainer.resume=auto: the resume trains no
+    step, evaluates, and writes the whole record: completed, the final losses of the last
+    logged interval, the metrics, and the throughput of the sitting that trained (not 0)."""
+    run = tmp_path / "run"
+    args = [*SWEEP, "trainer.steps=60", f"data.root={mnist_root}", "metrics.enabled=true"]
+    args += ["metrics.n_samples=2000", "metrics.eval_samples=500", f"hydra.run.dir={run}"]
+    command = [sys.executable, "-m", "ganlab.train", *args]
+    killed = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for line in killed.stdout:
+        if "evaluating" in line:
+            killed.send_signal(signal.SIGKILL)
+            break
+    killed.wait(timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert (read_results(run).get("status")) != "completed"
+
+    resumed = train_cli(*args, "trainer.resume=auto", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = read_results(run)
+    assert results["status"] == "completed" and results["steps"] == 60
+    assert set(results["final"]) == {"loss_d", "loss_g"}
+    assert all(math.isfinite(v) for v in results["final"].values())
+    assert math.isfinite(results["metrics"]["fid"])
+    assert results["throughput"]["it_per_s"] > 0
+    said = [
+        line for line in (resumed.stdout + resumed.stderr).splitlines() if "completed: 60" in line
+    ]
+    assert said and "nan" not in said[0] and " 0.0 it/s" not in said[0], said
+
+    # A finished last.pt resumed into a new folder with no step left: the same whole record.
+    other = tmp_path / "other"
+    last = run / "checkpoints" / "last.pt"
+    moved = [a for a in args if not a.startswith("hydra.run.dir=")]
+    again = train_cli(*moved, f"trainer.resume={last}", f"hydra.run.dir={other}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    copied = read_results(other)
+    assert copied["status"] == "completed" and copied["final"] == results["final"]
+    assert copied["throughput"] == results["throughput"]
