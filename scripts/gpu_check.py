@@ -105,7 +105,7 @@ PRIORS = {
 SIZES = {
     "cuda": Sizes(1000, 5000, (), 300, 2.0, 1024),
     "cpu": Sizes(
-        40, 1000, ("model.generator.channels=8", "model.discriminator.channels=8"), 10, 1.0, 128
+        40, 1000, ("model.generator.channels=8", "model.discriminator.channels=8"), 10, 0.5, 128
     ),
 }
 
