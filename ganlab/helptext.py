@@ -2,11 +2,12 @@
 
 The config groups and their options come from ``conf/`` (the default of each from the composed
 config), every key with its default from the composed config and its line of explanation from
-the comment beside (or above) its field in ``ganlab/config.py``. The text lives in
-``conf/config.yaml`` as ``hydra.help.template``, between two marker lines::
+the comment beside (or above) its field in ``ganlab/config.py``. The text lives in its own
+file, ``conf/hydra/help/ganlab.yaml`` (Hydra's ``hydra/help`` group, which ``conf/config.yaml``
+selects), never edited by hand::
 
     python -m ganlab.helptext            # print it
-    python -m ganlab.helptext --write    # rewrite the block in conf/config.yaml
+    python -m ganlab.helptext --write    # rewrite conf/hydra/help/ganlab.yaml
 
 tests/test_ux.py fails when the committed text is not what this module generates (a new
 option, key or comment: run ``--write``).
@@ -31,8 +32,10 @@ from omegaconf import OmegaConf
 
 from ganlab.config import Config, config_dir
 
-BEGIN = "  # >>> --help, generated from ganlab/config.py and conf/ by python -m ganlab.helptext"
-END = "  # <<< end of the generated --help"
+HELP_FILE = Path("hydra") / "help" / "ganlab.yaml"  # under conf/: hydra/help=ganlab
+GENERATED = (
+    "# generated from ganlab/config.py and conf/ by python -m ganlab.helptext --write: do not edit"
+)
 
 # One line per group (a group that is not here is listed without one).
 GROUPS = {
@@ -201,34 +204,32 @@ def generate() -> str:
 
 
 def yaml_block(text: str) -> str:
-    """``text`` as the hydra.help block of conf/config.yaml, between the markers."""
-    body = "\n".join(f"      {line}".rstrip() for line in text.splitlines())
-    return f"{BEGIN}\n  help:\n    app_name: ganlab-train\n    template: |-\n{body}\n{END}\n"
+    """``text`` as the file ``HELP_FILE``: Hydra's help node (``hydra.help``)."""
+    body = "\n".join(f"  {line}".rstrip() for line in text.splitlines())
+    fields = 'app_name: ganlab-train\nheader: ""\nfooter: ""\ntemplate: |-\n'
+    return f"{GENERATED}\n# @package hydra.help\n{fields}{body}\n"
 
 
 def committed(path: Path | None = None) -> str | None:
-    """The block now in conf/config.yaml (markers included), or None."""
-    text = (path or config_dir() / "config.yaml").read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        return None
-    start, end = text.index(BEGIN), text.index(END) + len(END) + 1
-    return text[start:end]
+    """The help file as committed, or None when there is none."""
+    path = path or config_dir() / HELP_FILE
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def write(path: Path | None = None) -> Path:
-    """Put the generated block into conf/config.yaml (its hydra: section is the file's last)."""
-    path = path or config_dir() / "config.yaml"
-    text, block = path.read_text(encoding="utf-8"), yaml_block(generate())
-    old = committed(path)
-    text = text.replace(old, block) if old else text.rstrip("\n") + "\n" + block
-    path.write_text(text, encoding="utf-8")
+    """Write the generated help file."""
+    path = path or config_dir() / HELP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():  # the config selects it: composing (to generate) needs one there
+        path.write_text(yaml_block(""), encoding="utf-8")
+    path.write_text(yaml_block(generate()), encoding="utf-8")
     return path
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv == ["--write"]:
-        print(f"wrote the --help block into {write()}")
+        print(f"wrote the --help text into {write()}")
     elif not argv:
         print(generate().replace("$$", "$"))
     else:
