@@ -132,3 +132,35 @@ def test_a_run_killed_in_its_final_evaluation_is_finished_by_its_resume(tmp_path
     copied = read_results(other)
     assert copied["status"] == "completed" and copied["final"] == results["final"]
     assert copied["throughput"] == results["throughput"]
+
+
+def test_a_second_process_refused_by_the_lock_leaves_the_live_runs_config(tmp_path):
+    """While a process holds a run's folder, another command for it is refused and writes
+    nothing there, not even Hydra's record of its own command line."""
+    run = tmp_path / "run"
+    first = train_cli(*SWEEP, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before, results = hydra_record(run), (run / "results.json").read_bytes()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(120)",
+            str(run / ".ganlab.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        second = train_cli(
+            *SWEEP, "trainer.steps=30", "optimizer.lr=1e-3", "trainer.resume=auto",
+            f"hydra.run.dir={run}", cwd=tmp_path,
+        )  # fmt: skip
+        assert second.returncode != 0 and "another ganlab process" in second.stderr
+        assert hydra_record(run) == before
+        assert (run / "results.json").read_bytes() == results
+    finally:
+        holder.kill()
+        holder.wait()
