@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 COMPILE_MODES = ("off", "auto", "default", "reduce-overhead", "max-autotune")
 # What auto picks on CUDA, and the GPU record that decided it. Eager until a committed record
 # of scripts/gpu_check.py (docs/gpu/) shows a compiled mode learning like eager, equal to it
-# over replayed iterations, and faster; tests/test_gpu_record.py holds these two constants to
+# over replayed iterations, and faster; tests/test_gpu_check.py holds these two constants to
 # the newest record's verdict, so they cannot drift apart.
 CUDA_AUTO = "reduce-overhead"
 CUDA_AUTO_RECORD: str | None = "docs/gpu/gpu_check_h200_2026-12-04.json"
@@ -59,15 +59,11 @@ def resolve_compile(mode: str, device: torch.device) -> tuple[str, str]:
             f"trainer.compile=auto is eager on {device.type} (compiling the DCGAN step on a "
             "CPU was measured 0.64x as fast)"
         )
-    if CUDA_AUTO_RECORD is None:
-        return CUDA_AUTO, (
-            "trainer.compile=auto is eager on CUDA: no GPU record has verified a compiled "
-            "mode yet (scripts/gpu_check.py)"
-        )
     if CUDA_AUTO == "off":
-        return "off", (
-            f"trainer.compile=auto is eager on CUDA: {CUDA_AUTO_RECORD} did not verify a "
-            "compiled mode"
+        return "off", "trainer.compile=auto is eager on CUDA: " + (
+            f"{CUDA_AUTO_RECORD} did not verify a compiled mode"
+            if CUDA_AUTO_RECORD
+            else "no GPU record has verified a compiled mode yet (scripts/gpu_check.py)"
         )
     return CUDA_AUTO, f"trainer.compile=auto is {CUDA_AUTO} on CUDA, as {CUDA_AUTO_RECORD} verified"
 

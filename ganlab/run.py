@@ -324,7 +324,9 @@ class TrainingRun:
             "config": self.plain_cfg,
             CPU_KEY: self.cpu_spent(),
             FINAL_KEY: self.final,
-            THROUGHPUT_KEY: self.throughput(time.perf_counter() - self.t0, self.cpu_spent_now()),
+            THROUGHPUT_KEY: self.throughput(
+                time.perf_counter() - self.t0, self.cpu_spent() - self.cpu_before
+            ),
         }
         self.ckpts.save(self.trainer.step, state)
 
@@ -412,10 +414,6 @@ class TrainingRun:
             "images_per_s": it_per_s * batch,
             "cpu_s_per_it": cpu_s / max(1, steps),
         }
-
-    def cpu_spent_now(self) -> float:
-        """CPU seconds of this sitting's loop so far."""
-        return time.process_time() - self.cpu0
 
     @property
     def it_per_s(self) -> float:

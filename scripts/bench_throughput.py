@@ -32,6 +32,7 @@ from collections.abc import Iterator
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -73,6 +74,18 @@ def split_mode(mode: str) -> tuple[str, str]:
     if compile_mode == "bf16":
         return "off", "bf16"
     return ("off" if compile_mode in ("naive", "eager") else compile_mode), amp or "off"
+
+
+def bench_config(
+    model: str, loss: str, batch: int, data_root: str, extra: tuple[str, ...] = ()
+) -> DictConfig:
+    """The trainer config a row measures: the MNIST test split (so that every device has the
+    same data), no metrics, ``extra`` overrides last."""
+    overrides = [f"model={model}", f"loss={loss}", f"trainer.batch_size={batch}"]
+    overrides += [f"data.root={data_root}", "data.download=false", "data.split=test"]
+    overrides += ["metrics.enabled=false", *extra]
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        return compose("config", overrides)
 
 
 def sync(device: torch.device) -> None:
@@ -117,6 +130,7 @@ def measure(
     used = trainer.execution["compile"]  # after the iterations: a failed compile fell back
     return {
         "it_per_s": done / seconds,
+        "images_per_s": done / seconds * cfg.trainer.batch_size,
         "steps": done,
         "first_iteration_s": first,
         "warmup_s": warmup,
@@ -158,40 +172,27 @@ def main() -> None:
     header = f"{'model':6} {'loss':8} {'batch':>5} {'mode':22} {'it/s':>9} {'img/s':>10} "
     header += f"{'x naive':>8} {'first s':>8} {'warm s':>7} {'peak MB':>8}"
     print(header, flush=True)
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        for model, loss, batch in itertools.product(
-            args.models.split(","), args.losses.split(","), map(int, args.batches.split(","))
-        ):
-            cfg = compose(
-                "config",
-                [
-                    f"model={model}",
-                    f"loss={loss}",
-                    f"trainer.batch_size={batch}",
-                    f"data.root={args.data_root}",
-                    "data.download=false",
-                    "data.split=test",
-                    "metrics.enabled=false",
-                ],
+    for model, loss, batch in itertools.product(
+        args.models.split(","), args.losses.split(","), map(int, args.batches.split(","))
+    ):
+        cfg = bench_config(model, loss, batch, args.data_root)
+        naive = None
+        for mode in modes:
+            row = {"model": model, "loss": loss, "batch": batch, "mode": mode}
+            row["n_critic"] = cfg.trainer.n_critic
+            row.update(measure(cfg, mode, args.steps, device))
+            naive = row["it_per_s"] if mode == "naive" else naive
+            row["x_naive"] = row["it_per_s"] / naive if naive else None
+            rows.append(row)
+            peak = row["peak_memory_mb"]
+            shown = mode + (" (eager: fallback)" if row["fallback"] else "")
+            print(
+                f"{model:6} {loss:8} {batch:5} {shown:22} {row['it_per_s']:9.1f} "
+                f"{row['images_per_s']:10.0f} "
+                f"{row['x_naive'] or float('nan'):8.2f} {row['first_iteration_s']:8.2f} "
+                f"{row['warmup_s']:7.2f} {'-' if peak is None else f'{peak:.0f}':>8}",
+                flush=True,
             )
-            naive = None
-            for mode in modes:
-                row = {"model": model, "loss": loss, "batch": batch, "mode": mode}
-                row["n_critic"] = cfg.trainer.n_critic
-                row.update(measure(cfg, mode, args.steps, device))
-                row["images_per_s"] = row["it_per_s"] * batch
-                naive = row["it_per_s"] if mode == "naive" else naive
-                row["x_naive"] = row["it_per_s"] / naive if naive else None
-                rows.append(row)
-                peak = row["peak_memory_mb"]
-                shown = mode + (" (eager: fallback)" if row["fallback"] else "")
-                print(
-                    f"{model:6} {loss:8} {batch:5} {shown:22} {row['it_per_s']:9.1f} "
-                    f"{row['images_per_s']:10.0f} "
-                    f"{row['x_naive'] or float('nan'):8.2f} {row['first_iteration_s']:8.2f} "
-                    f"{row['warmup_s']:7.2f} {'-' if peak is None else f'{peak:.0f}':>8}",
-                    flush=True,
-                )
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"\ndevice {device} ({name}), torch {torch.__version__}; G iterations/s over "

@@ -49,15 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from ganlab.api import train
 from ganlab.build import build_trainer
-from ganlab.config import config_dir
 from ganlab.execution import weights_apart
 from ganlab.runtime import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_throughput import measure  # noqa: E402  (the benchmark's row, beside this script)
+from bench_throughput import bench_config, measure  # noqa: E402  (the benchmark, beside this)
 
 GRAPHS = "reduce-overhead"  # the compiled mode auto would use on CUDA
 FID_RATIO = 1.5  # learning: the compiled run's FID within eager's / 1.5 .. eager's x 1.5
@@ -153,13 +153,11 @@ class Item:
 # --- what the items run -------------------------------------------------------------------
 
 
-def common(check: Check) -> list[str]:
-    return [
-        f"data.root={check.root}",
-        "data.download=false",
-        "data.split=test",
-        f"trainer.compile_backend={check.backend}",
-    ]
+def row_config(check: Check, model: str, loss: str, batch: int, *extra: str) -> DictConfig:
+    """A benchmark row's config (``bench_config``) at this check's backend and model size."""
+    extra = (f"trainer.compile_backend={check.backend}", *extra)
+    extra += check.sizes.model if model == "dcgan" else ()
+    return bench_config(model, loss, batch, check.root, extra)
 
 
 def learning(check: Check) -> dict:
@@ -179,7 +177,10 @@ def learning(check: Check) -> dict:
                     "trainer.progress=false",
                     f"trainer.ckpt_every={s.learn_steps}",
                     f"device={check.device}",
-                    *common(check),
+                    f"data.root={check.root}",
+                    "data.download=false",
+                    "data.split=test",
+                    f"trainer.compile_backend={check.backend}",
                     *s.model,
                 ],
                 out_dir=check.out / f"learn_{mode}",
@@ -211,12 +212,7 @@ def equivalence(loss: str, extra: tuple[str, ...], mode: str = GRAPHS) -> Callab
     """Item 2 (and the rest's): EQUIV_ITERATIONS iterations of ``mode`` against eager."""
 
     def run(check: Check) -> dict:
-        from hydra import compose, initialize_config_dir
-
-        overrides = ["model=dcgan", f"loss={loss}", "metrics.enabled=false", *common(check)]
-        overrides += [*check.sizes.model, *extra]
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            cfg = compose("config", [*overrides, f"trainer.compile={mode}"])
+        cfg = row_config(check, "dcgan", loss, 64, *extra, f"trainer.compile={mode}")
         with same_random_stream(), deterministic_convolutions():
             eager = iterations(cfg, check.device, eager=True)
             again = iterations(cfg, check.device, eager=True)  # eager's own run-to-run noise
@@ -311,14 +307,8 @@ def throughput(loss: str, batch: int | None, mode: str, model: str = "dcgan"):
     """Item 3 (and the rest's): one row of the benchmark (None: the device's big batch)."""
 
     def run(check: Check) -> dict:
-        from hydra import compose, initialize_config_dir
-
         size = batch or check.sizes.big_batch
-        overrides = [f"model={model}", f"loss={loss}", f"trainer.batch_size={size}"]
-        overrides += ["metrics.enabled=false", *common(check)]
-        overrides += list(check.sizes.model) if model == "dcgan" else []
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            cfg = compose("config", overrides)
+        cfg = row_config(check, model, loss, size)
         skips = cudagraph_skips()
         with skip_messages() as messages:
             row = measure(
@@ -327,7 +317,6 @@ def throughput(loss: str, batch: int | None, mode: str, model: str = "dcgan"):
         if row["compile_used"] != "off":
             check.compile_s = max(check.compile_s, row["first_iteration_s"])
         row.update(model=model, loss=loss, batch=size, mode=mode, n_critic=cfg.trainer.n_critic)
-        row["images_per_s"] = row["it_per_s"] * size
         row["cudagraph_skips"] = cudagraph_skips() - skips
         row["skip_messages"] = messages[:5]
         naive = find_row(check.report, model, loss, size, "naive")
@@ -425,15 +414,13 @@ def run_plan(check: Check, items: list[Item]) -> None:
 
 
 def find_row(report: dict, model: str, loss: str, batch: int, mode: str) -> dict | None:
+    wanted = (model, loss, batch, mode)
     for item in report.get("items", []):
-        if item["name"].startswith("throughput") and "it_per_s" in item:
-            if (item["model"], item["loss"], item["batch"], item["mode"]) == (
-                model,
-                loss,
-                batch,
-                mode,
-            ):
-                return item
+        if (
+            "it_per_s" in item
+            and (item["model"], item["loss"], item["batch"], item["mode"]) == wanted
+        ):
+            return item
     return None
 
 

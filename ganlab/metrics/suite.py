@@ -18,6 +18,7 @@ so a checkpoint re-evaluated later is measured as its run measured it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,7 +126,7 @@ FAMILIES: dict[str, Family] = {
 def evaluate(session: EvaluationSession, spec: GeneratorSpec, request: Request) -> Evaluation:
     """Every family that applies to ``spec``, at each of ``request.sizes``."""
     sizes = tuple(dict.fromkeys(request.sizes))  # each size once, in order
-    request = Request(sizes, request.seed, request.mode_samples, request.check)
+    request = dataclasses.replace(request, sizes=sizes)
     metrics: dict[int, dict[str, float]] = {n: {} for n in sizes}
     floors: dict[int, dict[str, float]] = {n: {} for n in sizes}
     for family in FAMILIES.values():
