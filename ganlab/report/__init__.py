@@ -6,8 +6,9 @@ Reads every run's ``results.json`` and TensorBoard scalars and writes, next to t
   the group's successful seeds, the best run, the failed runs and why, the plots;
 - ``report.csv``: the same table, one numeric column per statistic (``fid_mean``, ``fid_sd``);
 - ``significance.csv``: every pair of groups on the primary metric, Welch's t-test with
-  Holm-adjusted p and a bootstrap CI of the difference of means (report.md lists the pairs
-  that matter);
+  Holm-adjusted p and a bootstrap CI of the difference of means, and, on the seeds both
+  groups completed, the paired t-test and Wilcoxon's signed-rank test (each Holm-adjusted)
+  with the test each pair is read by (report.md lists the pairs that matter);
 - ``ranks.csv``: each group's rank at each seed (failures last) and its mean rank;
 - ``curves.png``, ``curves_cpu.png``, ``final_box.png``, ``samples.png``, ``progress.png``:
   the metric (and the losses) against the step with a band over seeds (dots where a curve has

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ganlab.cli import entry_point
+from ganlab.plugins import load_plugins
 from ganlab.report.render import Report, build_report, format_stat
 from ganlab.report.sections import ALPHA
+from ganlab.report.significance import PAIRED
 from ganlab.report.summary import better
 
 
@@ -38,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the report and print where, with each group's primary metric; exit 2 on a bad sweep."""
     args = _parser().parse_args(argv)
+    load_plugins()  # a plugin metric's direction (better="min") ranks its column
     report = build_report(args.sweep_dir, args.out, args.group_by, args.metric)
     out = report.markdown.parent
     drawn = [p.name for p in report.plots.values() if p is not None]
@@ -53,15 +56,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _count(below: int, of: int) -> str:
+    return f"{below} of {of} pair{'s' if of != 1 else ''}"
+
+
 def _significance_line(report: Report) -> str:
-    tested = [pair for pair in report.pairs if pair.holm_p is not None]
-    if not tested:
+    welch = [pair.holm_p for pair in report.pairs if pair.holm_p is not None]
+    used = [pair.used_holm_p for pair in report.pairs if pair.used_holm_p is not None]
+    if not used:
         return f"significance: no pair of groups has a test (see {report.markdown.name})"
-    below = sum(pair.holm_p < ALPHA for pair in tested)
+    below_welch = _count(sum(p < ALPHA for p in welch), len(welch))
+    paired = sum(pair.test == PAIRED for pair in report.pairs)
+    if not paired:
+        return (
+            f"significance: {below_welch} with Holm-adjusted Welch p < {ALPHA}"
+            f" (see {report.markdown.name})"
+        )
+    # Pairs that share seeds are read by the paired t: lead with it, Welch's count beside it.
+    ranked = [p for pair in report.pairs if (p := pair.by_seed.wilcoxon_holm_p) is not None]
     return (
-        f"significance: {below} of {len(tested)} pair{'s' if len(tested) != 1 else ''}"
-        f" with Holm-adjusted Welch p < {ALPHA}"
-        f" (see {report.markdown.name})"
+        f"significance: {_count(sum(p < ALPHA for p in used), len(used))} with Holm-adjusted"
+        f" p < {ALPHA} by the test used (paired t on shared seeds for {paired}, Welch for"
+        f" {len(used) - paired}); Welch alone: {below_welch}, Wilcoxon:"
+        f" {_count(sum(p < ALPHA for p in ranked), len(ranked))} (see {report.markdown.name})"
     )
 
 

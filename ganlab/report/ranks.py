@@ -36,10 +36,15 @@ def seed_of(run: Run) -> str:
     return group_of(run, "seed")
 
 
+def seed_key(seed: str) -> tuple[int, int, str]:
+    """Sorts seeds numerically where they are numbers, the others after them by name."""
+    return (0, int(seed), seed) if seed.lstrip("-").isdigit() else (1, 0, seed)
+
+
 def seeds(rows: Sequence[GroupRow]) -> list[str]:
     """The seeds of the sweep's runs, numerically where they are numbers."""
     found = {seed_of(run) for row in rows for run in row.runs} - {MISSING}
-    return sorted(found, key=lambda s: (0, int(s), s) if s.lstrip("-").isdigit() else (1, 0, s))
+    return sorted(found, key=seed_key)
 
 
 def _score(row: GroupRow, seed: str, primary: str, out: SeedRanks) -> float | None:

@@ -18,7 +18,15 @@ from typing import Any
 import yaml
 
 from ganlab.errors import GanlabError
-from ganlab.rundir import RESULTS_FILE, SAMPLES_DIR, TB_DIR, parse_overrides, read_results
+from ganlab.rundir import (
+    RESULTS_FILE,
+    SAMPLES_DIR,
+    STATUSES,
+    TB_DIR,
+    lookup,
+    parse_overrides,
+    read_results,
+)
 
 # Training-side numbers every run has, and where: outside ``metrics.`` (see metric_key).
 TRAINING_METRICS = ("final.loss_d", "final.loss_g", "throughput.it_per_s")
@@ -66,13 +74,35 @@ def _read_hydra(run_dir: Path, name: str) -> Any:
         return None
 
 
+# The parts of results.json the report reads, and their types: a file where one is of
+# another type (hand-edited, or not ganlab's) is unreadable, not a crash of the report.
+_SECTIONS = ("metrics", "final", "throughput", "data", "evaluation")
+
+
 def _read_results(run_dir: Path) -> dict[str, Any]:
     try:
-        return read_results(run_dir)
+        results = read_results(run_dir)
     except GanlabError as e:
         # A half-written (or hand-edited) file: report it as a failure, don't stop.
         why = str(e).removeprefix(str(run_dir / RESULTS_FILE)).strip(": ")
         return {"status": UNREADABLE, _WHY: why}
+    why = _shape_problem(results)
+    return {"status": UNREADABLE, _WHY: why} if why else results
+
+
+def _shape_problem(results: dict[str, Any]) -> str | None:
+    """What makes a results.json object unusable (``"status": 5``, ``"metrics": "x"``)."""
+    status = results.get("status")
+    if status is not None and status not in STATUSES:
+        return f"status is {status!r}, not one of {', '.join(STATUSES)}"
+    reason = results.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return f"reason is {reason!r}, not a text"
+    for key in _SECTIONS:
+        value = results.get(key)
+        if value is not None and not isinstance(value, dict):
+            return f"{key} is {value!r:.40}, not an object"
+    return None
 
 
 def _run_dirs(root: Path) -> list[Path]:
@@ -159,15 +189,7 @@ def samples(run_dir: Path) -> list[Path]:
 
 # --- values in results.json -----------------------------------------------------------------
 
-_ABSENT = object()  # _lookup's answer for a key that is not there (None is a null)
-
-
-def _lookup(tree: Any, dotted: str, default: Any = None) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return default
-        tree = tree[part]
-    return tree
+_ABSENT = object()  # lookup's answer for a key that is not there (None is a null)
 
 
 def _is_number(value: Any) -> bool:
@@ -202,7 +224,7 @@ def metric_key(name: str) -> str:
 
 def result_value(run: Run, dotted: str) -> float | None:
     """A finite number in results.json by its dotted path (``throughput.cpu_s_per_it``)."""
-    return _finite(_lookup(run.results, dotted))
+    return _finite(lookup(run.results, dotted))
 
 
 def metric_value(run: Run, name: str) -> float | None:
@@ -218,12 +240,15 @@ def failure_reason(run: Run, primary: str) -> str | None:
         why = run.results.get(_WHY)
         return f"{UNREADABLE} ({why})" if why else UNREADABLE
     reasons = []
+    if status == "failed" and run.results.get("reason"):
+        # the run said why it failed: that, not the null losses it left behind
+        return f"failed: {' '.join(str(run.results['reason']).split())}"
     if status != "completed":
         reasons.append(f"status {status!r}" if status else "no status (did not finish)")
     # A null is a NaN/Inf the run produced; an absent metric was never computed (not a
     # failure), except the final losses, which every finished run has.
     for name in dict.fromkeys([*FINAL_LOSSES, primary]):
-        value = _lookup(run.results, metric_key(name), _ABSENT)
+        value = lookup(run.results, metric_key(name), _ABSENT)
         if value is _ABSENT and name in FINAL_LOSSES:
             value = None
         if value is not _ABSENT and _finite(value) is None:
@@ -274,11 +299,11 @@ def group_of(run: Run, group_by: str) -> str:
 
 def _value_of(run: Run, group_by: str) -> str:
     """The run's value of one key: from results.json, else its overrides, else its config."""
-    value = _lookup(run.results, group_by)
+    value = lookup(run.results, group_by)
     if value is None:
         value = run.overrides.get(group_by)
     if value is None:
-        value = _lookup(_read_hydra(run.path, "config.yaml"), group_by)
+        value = lookup(_read_hydra(run.path, "config.yaml"), group_by)
     if isinstance(value, dict):  # a config group such as loss: {name: hinge, ...}
         value = value.get("name")
     return MISSING if value is None else str(value)

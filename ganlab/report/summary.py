@@ -41,7 +41,9 @@ DEFAULT_PRIMARY = ("fid", "final.loss_g")  # the first one present in any result
 
 def direction(name: str) -> str:
     """``"min"`` or ``"max"``; nested metrics (``kid.mean``) follow their top name."""
-    return DIRECTIONS.get(name, DIRECTIONS.get(name.split(".")[0], "max"))
+    # the metrics' registry is read live: a plugin metric registers its direction there
+    table = {**METRIC_DIRECTIONS, **DIRECTIONS}
+    return table.get(name, table.get(name.split(".")[0], "max"))
 
 
 def better(name: str) -> str:
