@@ -22,20 +22,20 @@ from __future__ import annotations
 import copy
 import logging
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ganlab.claim import holds_a_run, refusal
-from ganlab.config import config_dir, validate
-from ganlab.errors import Refused
-from ganlab.rundir import read_results
+from ganlab.config import hydra_compose, validate
+from ganlab.errors import GanlabError, Refused
+from ganlab.plugins import load_plugins
+from ganlab.rundir import check_writable, read_results
+from ganlab.runtime import resolve_device
 from ganlab.train import train as train_in
 
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's
@@ -43,14 +43,8 @@ LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's
 
 def _compose(overrides: Sequence[str]) -> DictConfig:
     """The config with Hydra's own node (run dir, overrides), as a command line composes it."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(
-            version_base="1.3", config_dir=str(config_dir()), job_name="ganlab"
-        ):
-            return compose("config", overrides=list(overrides), return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
+    load_plugins()  # GANLAB_PLUGINS' names are config options, as on the command line
+    return hydra_compose(overrides, hydra_node=True)
 
 
 def _task(full: DictConfig) -> DictConfig:
@@ -84,7 +78,8 @@ def _logging_to(log_file: Path, console: bool) -> Iterator[None]:
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
-            handler.close()
+            with suppress(OSError):  # a full disk: the run's own error says so, not this
+                handler.close()
         logger.setLevel(level)
 
 
@@ -111,9 +106,35 @@ def _prepare(out_dir: Path, cfg: DictConfig) -> None:
     """The folder, as the command line makes it; a folder holding another run is refused
     first, unchanged (train() writes ``.hydra/`` once the run owns the folder)."""
     t = cfg.trainer
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GanlabError(f"out_dir {out_dir} is a file, not a folder; give a folder")
     if holds_a_run(out_dir) and t.resume != "auto" and not t.overwrite:
         raise Refused(refusal(out_dir))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir, f"out_dir {out_dir}")  # made; a full disk is said here, once
+
+
+def _check_arguments(
+    overrides: Sequence[str], cfg: DictConfig | None, out_dir: str | Path | None
+) -> list[str]:
+    """The overrides as a list; one GanlabError for arguments of the wrong kind."""
+    # a string is a sequence of one-letter "overrides": Hydra would say "Error parsing 'm'"
+    if isinstance(overrides, str | bytes) or not isinstance(overrides, Iterable):
+        raise GanlabError(
+            f"overrides must be a list of strings such as ['model=mlp'], not {overrides!r}"
+        )
+    overrides = list(overrides)
+    wrong = [o for o in overrides if not isinstance(o, str)]
+    if wrong:
+        raise GanlabError(f"overrides must be strings such as 'model=mlp', not {wrong[0]!r}")
+    if cfg is not None and overrides:
+        raise GanlabError(
+            "give overrides or cfg, not both: a composed config does not take overrides; "
+            "compose_config(overrides), edit it, then train(cfg=cfg)"
+        )
+    if out_dir is not None and not str(out_dir).strip():
+        # Path("") is the working directory: the run's files would be strewn there
+        raise GanlabError("out_dir is empty: give a folder, or None for one named by the run")
+    return overrides
 
 
 def train(
@@ -125,14 +146,17 @@ def train(
 ) -> dict[str, Any]:
     """Train one run; return its ``results.json`` as a dict, plus ``run_dir`` (its folder).
 
-    ``overrides``: as on the command line; ``cfg``: a config from ``compose_config`` (then
-    ``overrides`` only name the run's HParams). ``out_dir``: the run folder (default: named
-    like the command line's, under the working directory). ``console``: also print the log
-    lines (when the program has no logging of its own).
+    ``overrides``: a list, as on the command line; or ``cfg``: a config from
+    ``compose_config(overrides)``, edited (not both: overrides cannot be applied to a composed
+    config). ``out_dir``: the run folder (default: named like the command line's, under the
+    working directory). ``console``: also print the log lines (when the program has no logging
+    of its own).
     """
+    overrides = _check_arguments(overrides, cfg, out_dir)
     full = _compose(overrides)
     task = _task(full) if cfg is None else cfg
     validate(task)  # before any folder is made
+    resolve_device(task.device)  # a device this machine lacks, too
     run_dir = Path(out_dir) if out_dir is not None else _run_dir(full, task)
     run_dir = run_dir.expanduser().resolve()
     _prepare(run_dir, task)

@@ -15,7 +15,7 @@ by the config check and by the trainer alike.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -59,15 +59,22 @@ def contrastive(real: Tensor, fake: Tensor, margin: float) -> Tensor:
 
 @dataclass(frozen=True)
 class AuxTerm:
-    """An auxiliary loss: whose objective it joins and which features it compares."""
+    """An auxiliary loss: whose objective it joins, which features it compares, the
+    ``aux_params`` it takes and what it cannot be combined with. The config check, the
+    builder and the trainer read these fields; none of them names a term."""
 
     network: str  # "G" or "D": the network that minimises it
     reads: str  # "D": D's last hidden layer (D.features); "backbone": the frozen backbone
-    fn: Callable[[Tensor, Tensor, float], Tensor]  # (real features, fake features, margin)
+    fn: Callable[..., Tensor]  # (real features, fake features, **params)
+    params: dict[str, str] = field(default_factory=dict)  # fn's keyword -> aux_params key
+    one_channel: bool = False  # reads 1-channel digits only (not data=stacked_mnist)
+    min_packs: int = 1  # D must score at least this many packs per batch
 
 
 TERMS: dict[str, AuxTerm] = {
-    "feature_matching": AuxTerm("G", "D", lambda r, f, _: feature_matching(r, f)),
-    "perceptual": AuxTerm("G", "backbone", lambda r, f, _: perceptual(r, f)),
-    "contrastive": AuxTerm("D", "D", contrastive),
+    "feature_matching": AuxTerm("G", "D", feature_matching),
+    # the backbone (aux_params.perceptual_backbone) reads 1-channel digits
+    "perceptual": AuxTerm("G", "backbone", perceptual, one_channel=True),
+    # it compares D's embeddings of two packs or more
+    "contrastive": AuxTerm("D", "D", contrastive, {"margin": "contrastive_margin"}, min_packs=2),
 }

@@ -4,7 +4,7 @@ Each has ``features(x)`` for x in [-1, 1], [N, 1, 28, 28]. Which one a run uses 
 ``aux_params.perceptual_backbone`` and built in ``ganlab.build``:
 
 - ``mnist_perceptual`` (the default): ``MNISTPerceptual``, a second MNIST network that ganlab
-  trains and caches like its metrics classifier (``ganlab.metrics.perceptual``), of another
+  trains and caches like its metrics classifier (``ganlab.metrics.classifier``), of another
   architecture and seed: G never trains on the network that measures it.
 - ``mnist_classifier``: the metrics classifier itself. Matching its features lowers FID, KID
   and PRDC by construction, so it is refused unless ``aux_params.allow_metric_backbone=true``,

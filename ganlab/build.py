@@ -15,9 +15,10 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from ganlab.auxiliary import TERMS
 from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE, VGGFeatures
 from ganlab.checkpoint import locate
-from ganlab.data import image_channels, load_data
+from ganlab.data import MNIST, image_channels, load_mnist, load_stacked
 from ganlab.ema import EMA, recalibrate_batchnorm
 from ganlab.errors import GanlabError
 from ganlab.execution import resolve_compile
@@ -32,8 +33,11 @@ from ganlab.metrics.classifier import (
 )
 from ganlab.metrics.session import EvaluationSession
 from ganlab.models import build_models
+from ganlab.models.layers import CONDITIONINGS
+from ganlab.objective import Objective
 from ganlab.optimizers import build_optimizer
-from ganlab.trainer import Objective, Trainer
+from ganlab.plugins import check_recorded
+from ganlab.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ GENERATORS = ("auto", "ema", "raw")  # which generator of a checkpoint to sample
 def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     """Data, models, optimizers and objective from the config, ready to step."""
     device = torch.device(device)
-    data = load_data(cfg.data, device)
+    data = build_data(cfg.data, device)
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
     G, D = build_models(cfg.model, cfg.cond.name, data.channels)
     G, D = G.to(device), D.to(device)
@@ -54,7 +58,7 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
         for part, net in (("generator", G), ("discriminator", D))
     )
     backbone = None
-    if cfg.aux.get("perceptual"):
+    if any(weight and TERMS[name].reads == "backbone" for name, weight in cfg.aux.items()):
         backbone = load_backbone(cfg.aux_params.perceptual_backbone, cfg.data.root, device)
     objective = Objective(
         get_loss(cfg.loss.name),
@@ -63,10 +67,10 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
         penalty_every=cfg.penalty.every,
         clip=cfg.loss.clip,
         aux=dict(cfg.aux),
-        margin=cfg.aux_params.contrastive_margin,
+        aux_params=dict(cfg.aux_params),
         backbone=backbone,
-        cond=cfg.cond.name,
-        cond_weight=cfg.cond.get("weight", 1.0),
+        cond=CONDITIONINGS[cfg.cond.name],
+        cond_weight=cfg.cond.weight,
     )
     z_dim = cfg.model.z_dim
     ema = EMA(G, cfg.trainer.ema, z_dim) if cfg.trainer.ema > 0 else None
@@ -76,6 +80,16 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     how = "eager" if mode == "off" else f"compiled, {mode} ({t.compile_backend})"
     log.info("iteration: %s, trainer.amp=%s: %s", how, t.amp, trainer.execution["why"])
     return trainer
+
+
+def build_data(cfg: DictConfig, device: torch.device | str) -> MNIST:
+    """The dataset of the data config node (split may be an Enum from a structured config)."""
+    split = getattr(cfg.split, "name", cfg.split)
+    if image_channels(cfg.name) != 1:
+        return load_stacked(
+            cfg.root, split, cfg.download, cfg.strict, cfg.num_images, cfg.seed, device
+        )
+    return load_mnist(cfg.name, cfg.root, split, cfg.download, cfg.strict, device)
 
 
 def optimizer(
@@ -156,6 +170,7 @@ def load_generator(
     if generator not in GENERATORS:
         raise GanlabError(f"generator={generator!r} is not one of {', '.join(GENERATORS)}")
     path, state = locate(path, required=("G", "config"))
+    check_recorded(state.get("plugins"), f"the checkpoint {path}", kinds=("model",))
     model_cfg = state["config"].get("model") if isinstance(state["config"], dict) else None
     if not isinstance(model_cfg, dict):
         raise GanlabError(f"{path} is not a ganlab training checkpoint (no model config)")

@@ -18,7 +18,15 @@ from ganlab.config import validate
 from ganlab.console import Job, job_of, labels, sweep_summary
 from ganlab.errors import GanlabError
 from ganlab.hparams import run_columns, sweep_columns
-from ganlab.rundir import REFUSALS_FILE, RESULTS_FILE, TB_DIR, read_refusals, read_results
+from ganlab.rundir import (
+    REFUSALS_FILE,
+    RESULTS_FILE,
+    TB_DIR,
+    check_writable,
+    read_refusals,
+    read_results,
+)
+from ganlab.runtime import resolve_device
 from ganlab.tracking import (
     Column,
     MetricColumn,
@@ -30,16 +38,20 @@ from ganlab.tracking import (
 
 
 def _make_writable_dir(path: str, key: str) -> None:
-    try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        probe = Path(path) / ".ganlab-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as e:
+    """The folder, made and written to (a full disk is found here, before Hydra or the run
+    write anything there); else one line and exit 2."""
+    if not str(path).strip():
+        # Path("") is the working directory: the run's files would be strewn there
         print(
-            f"error: cannot write the output folder {key}={path}: {e.strerror or e}",
+            f"error: {key} is empty: the run's files would go into the working directory; "
+            f"give a folder ({key}=outputs/my_run)",
             file=sys.stderr,
         )
+        raise SystemExit(2)
+    try:
+        check_writable(path, f"the output folder {key}={path}")
+    except GanlabError as e:
+        print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -58,12 +70,23 @@ def _validate(config: DictConfig) -> None:
         quiet.disabled = disabled
 
 
+def _check_device(name: str) -> None:
+    """A device this machine lacks (``device=mps``, ``cuda:7``), before the run folder is made
+    (validate accepts any device name: a config may be composed on another machine)."""
+    try:
+        resolve_device(name)
+    except GanlabError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 class CheckOutputDir(Callback):
     """Fail with one line when the config is invalid (no folder is made then), or when the
     run or sweep folder cannot be created or written."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         _validate(config)
+        _check_device(config.device)
         _make_writable_dir(config.hydra.run.dir, "hydra.run.dir")
         # Refuse a folder holding another run before Hydra opens its train.log (train()
         # checks again, under a lock, for sweeps and the Python API).
@@ -136,6 +159,9 @@ class SweepSummary(Callback):
     """At a sweep's end: the HParams experiment of all its jobs, one screen of summary (per
     job its status, FID, time; then the report command), and exit 1 if any job failed."""
 
+    def __init__(self) -> None:
+        self.started: float | None = None  # perf_counter at the sweep's start
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.perf_counter()
         # refusals are this invocation's: an earlier one's are answered or repeated by now
@@ -148,7 +174,7 @@ class SweepSummary(Callback):
             _record_hparams(root, jobs)
         except Exception as e:  # the dashboards' table; the summary and exit status matter more
             print(f"warning: the sweep's HParams were not written ({e})", file=sys.stderr)
-        started = getattr(self, "started", None)
+        started = self.started
         seconds = None if started is None else time.perf_counter() - started
         for line in sweep_summary(root, [job for job, _ in jobs], seconds):
             print(line, file=sys.stderr)

@@ -7,6 +7,7 @@ tuples and dicts, so the config is stored as a plain dict and RNG states as tens
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import tempfile
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 RUN_KEYS = ("G", "D", "opt_G", "opt_D", "step", "d_updates", "rng", "config")
+# A training checkpoint's counters: what a run can have reached (10^10 updates is years of
+# training; a larger count is a damaged or edited file, which would end or skip a resume).
+MAX_COUNT = 10**10
+MAX_CPU_S = 10**9  # CPU seconds of training so far ("cpu_s", 31 years): the CPU budget's base
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -73,16 +78,46 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise GanlabError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:  # torch would say nothing ("cannot load ...: ")
+        raise GanlabError(f"cannot load checkpoint {path}: empty file (0 bytes)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         # torch's messages run to paragraphs: the first sentence says what is wrong.
-        reason = " ".join(str(e).split()).split(". ")[0][:300]
+        reason = " ".join(str(e).split()).split(". ")[0][:300] or type(e).__name__
         raise GanlabError(f"cannot load checkpoint {path}: {reason}") from e
     missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if missing:
         raise GanlabError(f"{path} is not a ganlab checkpoint (missing {', '.join(missing)})")
+    if "step" in required:  # a training checkpoint: its counters decide where a run resumes
+        check_counters(state, path)
     return state
+
+
+def check_counters(state: dict[str, Any], path: Path) -> None:
+    """``step`` and ``d_updates`` integers in 0..MAX_COUNT, ``cpu_s`` (when there) a finite
+    number of seconds in 0..MAX_CPU_S; else the file is damaged: a GanlabError naming it (a
+    resume skips to an older checkpoint). A string, a float step or NaN would break the loop's
+    arithmetic, end a run at once, or switch the CPU budget off."""
+    for key, bound in (("step", MAX_COUNT), ("d_updates", MAX_COUNT), ("cpu_s", MAX_CPU_S)):
+        if key not in state and key == "cpu_s":  # older checkpoints have no CPU seconds
+            continue
+        value = state.get(key)
+        if key == "cpu_s":
+            ok = _is_number(value) and math.isfinite(value) and 0 <= value <= bound
+            rule = f"a number of seconds in 0..{bound:,}"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= bound
+            rule = f"an integer in 0..{bound:,}"
+        if not ok:
+            raise GanlabError(
+                f"{path} is damaged: its {key} is {value!r}, not {rule}; resume from an older "
+                "checkpoint (checkpoints/step_*.pt) or start afresh"
+            )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _step_of(path: Path) -> int:

@@ -1,12 +1,17 @@
 """Who owns a run folder: one live process at a time, one run per folder, one identity.
 
-- A lock file (``.ganlab.lock``, fcntl) stops a second process from training in a folder
-  that a live process is training in.
+- An OS lock (fcntl ``flock``) on the lock file (``.ganlab.lock``) and on the folder itself
+  stops a second process from training in a folder that a live process is training in. The
+  kernel drops both when the process ends, so a stale file never blocks; the folder's own lock
+  holds when the file is deleted during a run (a new file would be a new, unlocked one).
 - A folder that holds another run's checkpoints or results is refused, unless the new run
   continues it (``trainer.resume=auto``) or is told to start afresh (``trainer.overwrite=true``,
   which first removes the old run's checkpoints, events, grids and results).
 - A resume checks that the checkpoint was made by the same kind of run (``IDENTITY``).
 - Temp files a killed process left behind (``.last.pt.*.tmp``) are removed at the start.
+- A resume (``trainer.resume=auto``) set an unreadable results.json (a killed write, an edit)
+  aside as ``results.json.unreadable``, kept, and continues from the checkpoint, which writes
+  a new one; a run that ends before writing one puts the old file back.
 """
 
 from __future__ import annotations
@@ -19,8 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ganlab.errors import Refused
-from ganlab.rundir import CHECKPOINTS_DIR, RESULTS_FILE, SAMPLES_DIR, TB_DIR
+from ganlab.errors import GanlabError, Refused
+from ganlab.rundir import (
+    CHECKPOINTS_DIR,
+    RESULTS_FILE,
+    SAMPLES_DIR,
+    TB_DIR,
+    lookup,
+    read_results,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +65,15 @@ def claim_folder(out_dir: Path, resume: str | None, overwrite: bool) -> Iterator
                 raise Refused(refusal(out_dir))
             _clear(out_dir)
         _remove_stale_temp_files(out_dir)
-        yield
+        aside = _set_aside_unreadable_results(out_dir) if resume == "auto" else None
+        try:
+            yield
+        except BaseException:
+            results = out_dir / RESULTS_FILE
+            if aside is not None and not results.exists():  # nothing replaced it: put it back
+                os.replace(aside, results)
+                log.info("put %s back: the run ended before writing a new one", RESULTS_FILE)
+            raise
 
 
 @contextlib.contextmanager
@@ -63,9 +83,12 @@ def _locked(path: Path) -> Iterator[None]:
     except ImportError:
         yield
         return
-    with open(path, "a+") as fh:
+    # The file (what other tools and older ganlab versions lock) and the folder itself: a
+    # lock on a deleted file guards nothing, the folder's holds while the folder is there.
+    with open(path, "a+") as fh, _folder_fd(path.parent) as folder:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for fd in (fh.fileno(), folder):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise Refused(
                 f"another ganlab process is training in {path.parent} (it holds {path.name}); "
@@ -74,7 +97,41 @@ def _locked(path: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            for fd in (folder, fh.fileno()):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _folder_fd(folder: Path) -> Iterator[int]:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _set_aside_unreadable_results(out_dir: Path) -> Path | None:
+    """An unreadable results.json (a killed write, an edit) renamed ``results.json.unreadable``
+    (kept: it is the run's record, perhaps repairable) so that the resume can continue from the
+    checkpoint and write a new one; its path, or None when the file is readable or absent."""
+    try:
+        read_results(out_dir)
+        return None
+    except GanlabError as e:
+        reason = str(e)
+    path = out_dir / RESULTS_FILE
+    aside, n = path.with_name(f"{RESULTS_FILE}.unreadable"), 1
+    while aside.exists():  # an earlier one is kept too
+        aside, n = path.with_name(f"{RESULTS_FILE}.unreadable.{n}"), n + 1
+    try:
+        os.replace(path, aside)
+    except OSError as e:
+        raise GanlabError(f"{reason}; cannot set it aside ({e.strerror or e})") from None
+    log.warning(
+        "%s; kept as %s: the resumed run continues from its checkpoint and writes a new %s",
+        *(reason, aside.name, RESULTS_FILE),
+    )
+    return aside
 
 
 def refusal(out_dir: Path) -> str:
@@ -108,8 +165,7 @@ def _remove_stale_temp_files(out_dir: Path) -> None:
 
 
 def _get(config: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        config = config.get(part) if isinstance(config, dict) else None
+    config = lookup(config, dotted)
     if isinstance(config, dict):  # ignore keys that choose nothing (an old _target_)
         config = {**ADDED.get(dotted, {}), **{k: v for k, v in config.items() if k != "_target_"}}
     return config

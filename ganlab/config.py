@@ -14,24 +14,29 @@ import dataclasses
 import logging
 import math
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig
 
 from ganlab.auxiliary import TERMS
-from ganlab.backbones import BACKBONES
-from ganlab.data import SPLITS, image_channels
+from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE
+from ganlab.data import DEFAULT_ROOT, SPLITS, image_channels
 from ganlab.errors import GanlabError
 from ganlab.execution import AMP_MODES, BACKENDS, COMPILE_MODES
 from ganlab.losses import LOSSES
 from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
 from ganlab.penalties import PENALTIES
+from ganlab.runtime import DEVICE_TYPES, check_memory, resolve_device
+from ganlab.sampling import SEED_MAX
 from ganlab.stacked import MODE_SAMPLES
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,21 @@ def config_dir() -> Path:
     """
     packaged = Path(__file__).resolve().parent / "conf"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
+
+
+def hydra_compose(
+    overrides: Sequence[str] = (), hydra_node: bool = False, job_name: str = "ganlab"
+) -> DictConfig:
+    """The config as the command line composes it from ``overrides`` (with Hydra's own node,
+    ``hydra.*``, when ``hydra_node``); Hydra's global state is left as it was found: clear."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(
+            version_base="1.3", config_dir=str(config_dir()), job_name=job_name
+        ):
+            return compose("config", overrides=list(overrides), return_hydra_config=hydra_node)
+    finally:
+        GlobalHydra.instance().clear()
 
 
 Split = Enum("Split", {name: name for name in SPLITS})  # the names live in ganlab.data
@@ -105,7 +125,7 @@ class OptimizerConfig:
 @dataclass
 class DataConfig:
     name: str = MISSING
-    root: str = "~/.cache/ganlab/mnist"
+    root: str = DEFAULT_ROOT
     split: Split = Split.train
     download: bool = True
     strict: bool = False  # true: missing MNIST is an error instead of the 5,000-image sample
@@ -148,7 +168,7 @@ class MetricsConfig:
 @dataclass
 class AuxParams:
     contrastive_margin: float = 1.0  # real-fake pairs are pushed at least this far apart
-    perceptual_backbone: str = "mnist_perceptual"  # a 2nd MNIST net; vgg19; mnist_classifier
+    perceptual_backbone: str = DEFAULT_BACKBONE  # a 2nd MNIST net; vgg19; mnist_classifier
     allow_metric_backbone: bool = False  # true: G may train on the metrics network (flagged)
 
 
@@ -173,8 +193,7 @@ class Config:
 ConfigStore.instance().store(name="base_config", node=Config)
 
 
-SEED_MAX = 2**32 - 1  # NumPy's seed range: seed_everything seeds NumPy, torch and Python
-DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")  # what ganlab.runtime.resolve_device accepts
+MIN_SAMPLES = 100  # metrics.n_samples / eval_samples: k-NN radii (k=5) and KID's subsets
 
 
 def _check(ok: bool, key: str, value: Any, rule: str) -> None:
@@ -220,7 +239,8 @@ def validate(cfg: DictConfig) -> None:
     _check_optimizer(cfg.optimizer)
     for key in ("n_samples", "eval_samples"):
         value = cfg.metrics[key]
-        _check(value >= 100, f"metrics.{key}", value, "must be >= 100 for stable k-NN metrics")
+        rule = f"must be >= {MIN_SAMPLES} for stable k-NN metrics"
+        _check(value >= MIN_SAMPLES, f"metrics.{key}", value, rule)
     _check(
         cfg.metrics.mode_samples >= 1,
         "metrics.mode_samples",
@@ -238,6 +258,7 @@ def validate(cfg: DictConfig) -> None:
         cfg.device,
         "'auto', 'cpu', 'cuda' or 'cuda:N': ganlab trains on cpu or cuda devices",
     )
+    _check_memory(cfg)
 
 
 def _check_trainer(t: DictConfig) -> None:
@@ -282,7 +303,16 @@ def _check_loss(loss: DictConfig, penalty: DictConfig) -> None:
     gp, clip = penalty.weight, loss.clip
     _check(_finite(gp) and gp >= 0, "penalty.weight", gp, "must be a finite number >= 0")
     _check(penalty.every >= 1, "penalty.every", penalty.every, "must be >= 1")
-    gp = gp if penalty.name != "none" else 0.0
+    gp = gp if PENALTIES[penalty.name] is not None else 0.0
+    lipschitz = LOSSES[loss.name].lipschitz
+    _check(
+        lipschitz != "penalty" or gp > 0,
+        "penalty.name" if PENALTIES[penalty.name] is None else "penalty.weight",
+        penalty.name if PENALTIES[penalty.name] is None else penalty.weight,
+        f"loss={loss.name} is the WGAN loss with a gradient penalty; without one D is an "
+        "unconstrained critic and the loss diverges: use a penalty with a weight > 0 (the "
+        "loss selects penalty=gp, weight 10), or loss=wgan for weight clipping",
+    )
     if clip is not None:
         _check_positive("loss.clip", clip, "must be a finite number > 0, or null for no clipping")
     # Legal, and sometimes meant, but easy to get by accident: say so once.
@@ -295,7 +325,7 @@ def _check_loss(loss: DictConfig, penalty: DictConfig) -> None:
             gp,
             clip,
         )
-    elif clip is not None and not loss.name.startswith("wgan"):
+    elif clip is not None and lipschitz is None:
         log.info(
             "loss=%s with loss.clip=%g: D's weights are clipped after each D step, although "
             "%s is not a WGAN loss",
@@ -332,7 +362,8 @@ def _check_aux(cfg: DictConfig) -> None:
         backbone,
         f"one of {', '.join(BACKBONES)}",
     )
-    metric_net = backbone == "mnist_classifier" and bool(cfg.aux.get("perceptual"))
+    reads_backbone = any(TERMS[name].reads == "backbone" for name in _active_terms(cfg))
+    metric_net = backbone == METRIC_BACKBONE and reads_backbone
     _check(
         not metric_net or cfg.aux_params.allow_metric_backbone,
         "aux_params.perceptual_backbone",
@@ -341,6 +372,11 @@ def _check_aux(cfg: DictConfig) -> None:
         "construction; use mnist_perceptual (the default), or allow it with "
         "aux_params.allow_metric_backbone=true and every metric of the run is flagged",
     )
+
+
+def _active_terms(cfg: DictConfig) -> list[str]:
+    """The auxiliary terms the run adds (a registered name with a weight other than 0)."""
+    return [name for name, weight in cfg.aux.items() if name in TERMS and weight]
 
 
 def _check_data(cfg: DictConfig) -> None:
@@ -358,17 +394,18 @@ def _check_data(cfg: DictConfig) -> None:
             _check(ok, "data.seed", value, f"must be an integer in 0..{SEED_MAX}")
     if stacked:
         _check(
-            cfg.cond.name == "none",
+            not CONDITIONINGS[cfg.cond.name].labels,
             "cond.name",
             cfg.cond.name,
             "must be none with data=stacked_mnist: its labels are 1,000 modes, not 10 classes",
         )
-        _check(
-            not cfg.aux.get("perceptual"),
-            "aux.perceptual",
-            cfg.aux.get("perceptual"),
-            "must be 0 with data=stacked_mnist: the perceptual backbone reads 1-channel digits",
-        )
+        for name in _active_terms(cfg):
+            _check(
+                not TERMS[name].one_channel,
+                f"aux.{name}",
+                cfg.aux[name],
+                f"must be 0 with data=stacked_mnist: the {name} term reads 1-channel digits",
+            )
 
 
 def _check_pack(cfg: DictConfig) -> None:
@@ -379,17 +416,20 @@ def _check_pack(cfg: DictConfig) -> None:
     _check(isinstance(m, int) and not isinstance(m, bool) and m >= 1, key, m, "an integer >= 1")
     _check(batch % m == 0, key, m, f"must divide trainer.batch_size={batch} (D scores packs)")
     _check(
-        m == 1 or cfg.cond.name == "none",
+        m == 1 or not CONDITIONINGS[cfg.cond.name].labels,
         key,
         m,
         f"must be 1 with cond={cfg.cond.name}: a pack of samples has no one class label",
     )
-    _check(
-        m == 1 or not cfg.aux.get("contrastive") or batch // m >= 2,
-        key,
-        m,
-        "aux.contrastive compares D's embeddings of two packs or more: at most batch_size / 2",
-    )
+    for name in _active_terms(cfg):
+        packs = TERMS[name].min_packs
+        _check(
+            batch // m >= packs,
+            key,
+            m,
+            f"aux.{name} compares D's embeddings of {packs} packs or more: at most "
+            f"batch_size / {packs}",
+        )
 
 
 def _unknown_keys(node: DictConfig, schema: type, prefix: str = "") -> list[str]:
@@ -421,3 +461,25 @@ def _is_device(name: str) -> bool:
     except (RuntimeError, TypeError):
         return False
     return device.type in DEVICE_TYPES
+
+
+MEMORY_CHECKED = 2**28  # bytes: below this, no need to ask the device (CUDA's first query)
+
+
+def _check_memory(cfg: DictConfig) -> None:
+    """A dataset or batch too large for the device: one line before any work, instead of the
+    allocator's traceback after the folder is made. The sizes are lower bounds (the images
+    alone), so a run that fits is never refused."""
+    try:
+        device = resolve_device(cfg.device)
+    except GanlabError:
+        return  # a device this machine lacks (validated elsewhere): refused when a run starts
+    pixels = image_channels(cfg.data.name) * 28 * 28
+    dataset = (cfg.data.num_images or 0) * pixels  # stacked_mnist: uint8 [N, 3, 28, 28]
+    # a batch: the uint8 draw, real and generated float32 images, the noise
+    batch = cfg.trainer.batch_size * (9 * pixels + 4 * cfg.model.z_dim)
+    if dataset >= MEMORY_CHECKED:
+        check_memory(device, dataset, f"data.num_images={cfg.data.num_images} (on the device)")
+    if dataset + batch >= MEMORY_CHECKED:
+        what = f"trainer.batch_size={cfg.trainer.batch_size} (one batch and the data)"
+        check_memory(device, dataset + batch, what)

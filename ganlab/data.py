@@ -23,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 import torch
 
+from ganlab.digits import N_CLASSES
 from ganlab.errors import GanlabError
 from ganlab.runtime import to_signed_unit
 from ganlab.stacked import CHANNELS as STACKED_CHANNELS
@@ -40,7 +41,7 @@ _MAGIC_NDIM = {0x00000803: 3, 0x00000801: 1}  # ubyte images [N, rows, cols], ub
 _ITEM_SHAPE = {3: (28, 28), 1: ()}  # what follows N in the header of MNIST's images, labels
 _MNIST_SHAPES = {3: "[N, 28, 28]", 1: "[N]"}
 MAX_ITEMS = 70_000  # the official train and test splits together
-NUM_CLASSES = 10
+DEFAULT_ROOT = "~/.cache/ganlab/mnist"  # data.root's default: where MNIST is kept or fetched
 _FIX = "delete it and download it again"
 _NO_PERMISSION = (  # not a damaged file: downloading it again would not help
     "permission denied; make it readable (e.g. chmod a+r on the files, a+rx on their folder) "
@@ -80,10 +81,10 @@ def read_idx(path: str | Path) -> np.ndarray:
             f"the file holds {holds} data bytes; {_FIX}"
         )
     array = np.frombuffer(data, np.uint8).reshape(dims).copy()  # writable
-    if len(dims) == 1 and array.max() >= NUM_CLASSES:
-        bad = int(np.count_nonzero(array >= NUM_CLASSES))
+    if len(dims) == 1 and array.max() >= N_CLASSES:
+        bad = int(np.count_nonzero(array >= N_CLASSES))
         raise DataError(
-            f"{path}: {bad} of its {len(array)} labels are >= {NUM_CLASSES} (the largest is "
+            f"{path}: {bad} of its {len(array)} labels are >= {N_CLASSES} (the largest is "
             f"{int(array.max())}); MNIST labels are digits 0..9; {_FIX}"
         )
     return array
@@ -314,13 +315,3 @@ def load_stacked(
     images, modes = stack_digits(digits.images, digits.labels, n, seed)
     log.info("stacked MNIST: %d images, digits of %s, data.seed=%d", n, digits.source, seed)
     return MNIST(images, modes, f"stacked_{digits.source}")
-
-
-def load_data(cfg, device: torch.device | str) -> MNIST:
-    """The dataset of the data config node (split may be an Enum from a structured config)."""
-    split = getattr(cfg.split, "name", cfg.split)
-    if image_channels(cfg.name) != 1:
-        return load_stacked(
-            cfg.root, split, cfg.download, cfg.strict, cfg.num_images, cfg.seed, device
-        )
-    return load_mnist(cfg.name, cfg.root, split, cfg.download, cfg.strict, device)

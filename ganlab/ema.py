@@ -38,11 +38,10 @@ def recalibrate_batchnorm(G: nn.Module, z_dim: int, device: torch.device) -> Non
             m.momentum = None  # cumulative average: each batch counts the same
         G.train()
         rng = torch.Generator().manual_seed(BN_SEED)
-        n_classes = getattr(G, "n_classes", 0)  # a conditional G gets uniform labels
         for _ in range(BN_BATCHES):
             z = torch.randn(BN_BATCH_SIZE, z_dim, generator=rng).to(device)
-            if n_classes:
-                G(z, torch.randint(n_classes, (BN_BATCH_SIZE,), generator=rng).to(device))
+            if G.conditional:  # uniform labels
+                G(z, torch.randint(G.n_classes, (BN_BATCH_SIZE,), generator=rng).to(device))
             else:
                 G(z)
         for m, momentum in zip(norms, momenta, strict=True):

@@ -9,7 +9,7 @@ selects), never edited by hand::
     python -m ganlab.helptext            # print it
     python -m ganlab.helptext --write    # rewrite conf/hydra/help/ganlab.yaml
 
-tests/test_ux.py fails when the committed text is not what this module generates (a new
+tests/test_cli.py fails when the committed text is not what this module generates (a new
 option, key or comment: run ``--write``).
 """
 
@@ -26,11 +26,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from ganlab.config import Config, config_dir
+from ganlab.config import Config, config_dir, hydra_compose
+from ganlab.plugins import plugin_options
 
 HELP_FILE = Path("hydra") / "help" / "ganlab.yaml"  # under conf/: hydra/help=ganlab
 GENERATED = (
@@ -92,12 +91,7 @@ README.md: quickstart, every loss and metric, sweeps, resume."""
 
 def _compose() -> tuple[Any, dict[str, Any]]:
     """The default config (interpolations kept) and Hydra's choice of each group."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-            cfg = compose("config", return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
+    cfg = hydra_compose(hydra_node=True)
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     values = OmegaConf.to_container(cfg, resolve=False)
     del values["hydra"]
@@ -109,7 +103,7 @@ def _groups(root: Path) -> dict[str, list[str]]:
     groups = {}
     for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
         group = folder.relative_to(root).as_posix()
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        options = sorted({p.stem for p in folder.glob("*.yaml")} | {*plugin_options(group)})
         if options and group.split("/")[0] != "hydra":
             groups[group] = options
     return groups

@@ -117,14 +117,17 @@ class GANLoss:
     g_uses_real: bool = False
     # -(D loss) estimates a distance worth plotting (Wasserstein-1 for the WGANs).
     estimates_wasserstein: bool = False
+    # How this loss keeps D a 1-Lipschitz critic, when its theory needs one: "clip" (weight
+    # clipping, loss.clip) or "penalty" (a gradient penalty with weight > 0); None: no need.
+    lipschitz: str | None = None
 
 
 LOSSES: dict[str, GANLoss] = {
     "minimax": GANLoss(minimax_d, minimax_g),
     "vanilla": GANLoss(vanilla_d, vanilla_g),
     "lsgan": GANLoss(lsgan_d, lsgan_g),
-    "wgan": GANLoss(wgan_d, wgan_g, estimates_wasserstein=True),
-    "wgan_gp": GANLoss(wgan_d, wgan_g, estimates_wasserstein=True),
+    "wgan": GANLoss(wgan_d, wgan_g, estimates_wasserstein=True, lipschitz="clip"),
+    "wgan_gp": GANLoss(wgan_d, wgan_g, estimates_wasserstein=True, lipschitz="penalty"),
     "rsgan": GANLoss(rsgan_d, rsgan_g, g_uses_real=True),
     "ragan": GANLoss(ragan_d, ragan_g, g_uses_real=True),
     "hinge": GANLoss(hinge_d, hinge_g),

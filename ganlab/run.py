@@ -1,4 +1,6 @@
-"""One training run around its trainer: folder, logs, grids, evaluations, checkpoints, results.
+"""One training run around its trainer: folder, logs, grids, checkpoints, and the parts
+that keep its progress (``ganlab.progress``), evaluations (``ganlab.run_metrics``) and
+results (``ganlab.run_record``).
 
 ``ganlab.train.train`` is the loop; each of its sections is one method here, so the loop
 reads top to bottom and each piece of bookkeeping (rollback, divergence, interruption,
@@ -8,18 +10,15 @@ results) has one small home.
 from __future__ import annotations
 
 import logging
-import signal
-import time
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor
-from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ganlab.build import build_session, build_trainer
 from ganlab.checkpoint import CheckpointDir, find_resume, rng_state, set_rng_state
@@ -29,50 +28,99 @@ from ganlab.console import continue_command, results_table
 from ganlab.divergence import divergence
 from ganlab.errors import GanlabError
 from ganlab.hparams import record_run
-from ganlab.metrics.suite import GeneratorSpec, Request, evaluate
-from ganlab.models.layers import N_CLASSES
-from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, read_results, update_results
+from ganlab.models.layers import CONDITIONINGS
+from ganlab.plugins import check_recorded, used_by
+from ganlab.progress import Progress, budget_reached
+from ganlab.run_metrics import RunMetrics, StopDuringEvaluation
+from ganlab.run_record import RunRecord, carried
+from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, lookup, read_results
 from ganlab.runtime import resolve_device, seed_everything
-from ganlab.sampling import (
-    PROGRESS_GIF,
-    class_rows,
-    save_grid_png,
-    write_progress_gif,
-)
-from ganlab.signals import RunInterrupted
+from ganlab.sampling import PROGRESS_GIF, class_rows, save_grid_png, write_progress_gif
+from ganlab.signals import RunInterrupted, StopRequest
 from ganlab.tracking import RunLogger, in_sweep, run_overrides
 
 log = logging.getLogger(__name__)
 
 N_FIXED = 64  # images in each sample grid (8 x 8)
 CPU_KEY = "cpu_s"  # a checkpoint's CPU seconds of training so far (trainer.cpu_minutes)
-# What a checkpoint carries of the results so far, so that a resume with no step left to train
-# (killed during the final evaluation; a finished last.pt into a new folder) still writes
-# them: the last logged means and the throughput of the sitting that trained.
-FINAL_KEY, THROUGHPUT_KEY = "final_means", "throughput"
 GRID_COLUMNS = 8
 
 
 def fixed_noise(z_dim: int, cond: str, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The grid's noise, from its own generator so grids stay comparable across runs and
-    resumes: 64 z (8 x 8), or for a conditional run 10 rows of 8, row k asking for digit k."""
+    resumes: 64 z (8 x 8), or for a conditional run a row of 8 per class, row k asking for
+    digit k."""
     rng = torch.Generator().manual_seed(seed)
-    if cond == "none":
+    n_classes = CONDITIONINGS[cond].n_classes
+    if not n_classes:
         return torch.randn(N_FIXED, z_dim, generator=rng), None
-    z = torch.randn(N_CLASSES * GRID_COLUMNS, z_dim, generator=rng)
-    return z, class_rows(N_CLASSES, GRID_COLUMNS)
+    z = torch.randn(n_classes * GRID_COLUMNS, z_dim, generator=rng)
+    return z, class_rows(n_classes, GRID_COLUMNS)
 
 
-class StopDuringEvaluation(Exception):
-    """A stop signal arrived while an evaluation was drawing samples."""
+@dataclass(frozen=True)
+class Start:
+    """Where a run starts (``starting_point``): its device, its config as plain data, the
+    checkpoint it continues (identity checked) and what that checkpoint says of it."""
+
+    device: torch.device
+    plain_cfg: dict[str, Any]
+    found: tuple[Path, dict[str, Any]] | None  # (checkpoint file, its state)
+    step: int = 0  # G steps done
+    cpu_before: float = 0.0  # CPU seconds of the loops of earlier sittings
+    previous: dict[str, Any] = field(default_factory=dict)  # results.json, when resuming
+
+    def finished(self, cfg: DictConfig) -> bool:
+        """A completed run resumed with the same trainer.steps (and trainer.cpu_minutes) has
+        nothing left to do: a sweep run again skips its finished jobs."""
+        t = cfg.trainer
+        done = self.step >= t.steps or budget_reached(self.cpu_before, t.cpu_minutes)
+        return done and self.previous.get("status") == "completed"
+
+
+def starting_point(cfg: DictConfig, out_dir: Path) -> Start:
+    """The checkpoint ``trainer.resume`` names (refused when it was made by another kind of
+    run or needs a plugin that is not loaded), read before anything is built or logged, so
+    that a run with nothing left to do changes nothing: not even its log or event files."""
+    t = cfg.trainer
+    device = resolve_device(cfg.device)
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    found = find_resume(t.resume, out_dir, device)
+    if found is None:
+        return Start(device, plain, None)
+    check_recorded(found[1].get("plugins"), f"the checkpoint {found[0]}")
+    check_identity(found[1]["config"], plain, found[0])
+    previous = read_results(out_dir) if t.resume == "auto" else {}
+    cpu_before = float(found[1].get(CPU_KEY, 0.0))
+    return Start(device, plain, found, int(found[1]["step"]), cpu_before, previous)
+
+
+def skip(cfg: DictConfig, out_dir: Path, start: Start) -> float:
+    """A completed run asked to resume with nothing left: say so on the console only (its
+    train.log is its record), change nothing; return its recorded objective."""
+    t = cfg.trainer
+    more = (
+        f"raise trainer.cpu_minutes={t.cpu_minutes:g}"
+        if start.step < t.steps
+        else f"raise trainer.steps={t.steps}"
+    )
+    print(
+        f"{out_dir} already completed {start.step} steps: nothing to do ({more} to continue it)",
+        file=sys.stderr,
+    )
+    previous = start.previous
+    objective = lookup(previous, "metrics.fid", lookup(previous, "final.loss_g"))
+    return float("nan") if objective is None else float(objective)
 
 
 class TrainingRun:
-    """Everything a run holds beside the trainer, and what it does at each loop section."""
+    """A run's trainer and the parts that keep its records: the checkpoints, the progress
+    and CPU budget (``ganlab.progress``), the evaluations (``ganlab.run_metrics``), the
+    results (``ganlab.run_record``); and what the loop does at each of its sections."""
 
-    def __init__(self, cfg: DictConfig, out_dir: Path):
+    def __init__(self, cfg: DictConfig, out_dir: Path, start: Start):
         self.cfg, self.out_dir, t = cfg, out_dir, cfg.trainer
-        self.device = resolve_device(cfg.device)
+        self.device, self.plain_cfg = start.device, start.plain_cfg
         if self.device.type == "cuda":
             log.info("training on %s (%s)", self.device, torch.cuda.get_device_name(self.device))
         elif cfg.device == "auto":
@@ -80,40 +128,43 @@ class TrainingRun:
         seed_everything(cfg.seed)
         self.trainer = build_trainer(cfg, self.device)
         # Fixed noise from its own generator: the grids stay comparable across runs and resumes.
-        self.fixed_z, self.fixed_y = fixed_noise(cfg.model.z_dim, cfg.cond.name, cfg.seed)
-        self.fixed_z = self.fixed_z.to(self.device)
-        self.fixed_y = None if self.fixed_y is None else self.fixed_y.to(self.device)
+        fixed_z, fixed_y = fixed_noise(cfg.model.z_dim, cfg.cond.name, cfg.seed)
+        self.fixed_z = fixed_z.to(self.device)
+        self.fixed_y = None if fixed_y is None else fixed_y.to(self.device)
         self.ckpts = CheckpointDir(out_dir / CHECKPOINTS_DIR, keep=t.keep_checkpoints)
-        self.session = build_session(cfg, self.device)
-        self.plain_cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        # CPU seconds of the training loops of earlier sittings (trainer.cpu_minutes counts
-        # them all, so an interrupted budgeted run gets only what is left of its budget)
-        self.cpu_before = 0.0
-        # the last logged means and the throughput of the sitting that trained (FINAL_KEY)
-        self.carried: dict[str, dict[str, float]] = {FINAL_KEY: {}, THROUGHPUT_KEY: {}}
-        found = find_resume(t.resume, out_dir, self.device)
+        self.plugins = used_by(self.plain_cfg)  # which plugin gave each name this run uses
+        found, kept = start.found, carried(start.found[1] if start.found else {})
         if found is not None:
-            check_identity(found[1]["config"], self.plain_cfg, found[0])
             self.restore(found[1])
-            self.cpu_before = float(found[1].get(CPU_KEY, 0.0))
-            self.carried = _carried(found[1])
             log.info("resumed from %s at step %d", found[0], self.trainer.step)
-        # A completed run resumed with the same trainer.steps (and trainer.cpu_minutes) has
-        # nothing left to do: a sweep run again skips its finished jobs.
-        previous = read_results(out_dir) if t.resume == "auto" else {}
-        finished = self.trainer.step >= t.steps or self.budget_reached(self.cpu_before)
-        self.done = finished and previous.get("status") == "completed"
-        self.previous = previous
+        self.progress = Progress(
+            t.steps,
+            self.trainer.step,
+            t.cpu_minutes,
+            start.cpu_before,
+            show=t.progress,
+            desc=f"{cfg.loss.name}/{cfg.model.name}",
+        )
         self.logger = RunLogger(
             out_dir / TB_DIR, purge_step=self.trainer.step + 1 if found else None
         )
-        self.start_step = self.step_log = self.trainer.step
-        self.status, self.problem, self.rollbacks = "completed", None, 0
-        self.budget_spent = False  # trainer.cpu_minutes used up: the loop's last step
+        self.record = RunRecord(out_dir, self.trainer.step, kept)
+        session = build_session(cfg, self.device)
+        self.metrics = (
+            None
+            if session is None
+            else RunMetrics(
+                session,
+                self.trainer,
+                self.logger,
+                out_dir,
+                cfg.seed,
+                cfg.metrics.eval_samples,
+                cfg.metrics.mode_samples,
+                show_progress=t.progress,
+            )
+        )
         self.means: dict[str, float] = {}  # the current interval's, read by check()
-        self.final: dict[str, float] = dict(self.carried[FINAL_KEY])  # the last means written
-        self.metrics: dict[str, float] = {}  # of the final evaluation
-        self.elapsed = self.cpu_s = float("nan")
 
     def restore(self, state: dict[str, Any]) -> None:
         try:
@@ -122,17 +173,6 @@ class TrainingRun:
         except (RuntimeError, KeyError, TypeError, ValueError) as e:
             first = " ".join(str(e).split())[:200]
             raise GanlabError(f"cannot restore the checkpoint's state ({first})") from None
-
-    def skip(self) -> float:
-        """A completed run asked to resume with no steps left: say so, change nothing."""
-        log.info(
-            "%s already completed %d steps (trainer.steps=%d): nothing to do; raise "
-            "trainer.steps to continue it",
-            *(self.out_dir, self.trainer.step, self.cfg.trainer.steps),
-        )
-        self.logger.close()
-        objective = _lookup(self.previous, "metrics.fid", _lookup(self.previous, "final.loss_g"))
-        return float("nan") if objective is None else float(objective)
 
     @contextmanager
     def failures_recorded(self) -> Iterator[None]:
@@ -145,101 +185,61 @@ class TrainingRun:
                 self.logger.close()
             raise
 
-    @contextmanager
-    def progress(self) -> Iterator[None]:
-        """The progress bar (on a terminal) and the loop's wall-clock time."""
-        self.bar = tqdm(
-            total=self.cfg.trainer.steps,
-            initial=self.start_step,
-            disable=None if self.cfg.trainer.progress else True,
-            desc=f"{self.cfg.loss.name}/{self.cfg.model.name}",
-            dynamic_ncols=True,
-        )
-        self.t0 = self.t_log = time.perf_counter()
-        cpu0 = self.cpu0 = time.process_time()  # CPU seconds of this process (all threads)
-        try:
-            with logging_redirect_tqdm():
-                yield
-        finally:
-            self.bar.close()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            self.elapsed = time.perf_counter() - self.t0
-            self.cpu_s = time.process_time() - cpu0
-
     # --- the loop's sections --------------------------------------------------------------
 
     def iterate(self) -> None:
         """n_critic D updates, each on a fresh real batch, then one G update."""
         for logs in self.trainer.iterate():
             self.logger.accumulate(logs)
-        self.bar.update(1)
+        self.progress.advance()
 
     def out_of_budget(self) -> bool:
-        """True once the loop has used ``trainer.cpu_minutes`` of CPU time (when set): the
-        budget counts the training loop's CPU time (all threads, periodic evaluations
-        included) over every sitting of the run, carried by its checkpoints."""
-        if self.budget_reached(self.cpu_spent()):
-            if not self.budget_spent:
-                budget = self.cfg.trainer.cpu_minutes
-                log.info("trainer.cpu_minutes=%g spent at step %d", budget, self.trainer.step)
-            self.budget_spent = True
-        return self.budget_spent
-
-    def budget_reached(self, cpu_s: float) -> bool:
-        """Whether ``cpu_s`` CPU seconds use up ``trainer.cpu_minutes`` (never when it is 0)."""
-        budget = self.cfg.trainer.cpu_minutes
-        return budget > 0 and cpu_s >= 60 * budget
-
-    def cpu_spent(self) -> float:
-        """CPU seconds of the training loop so far, earlier sittings included."""
-        return self.cpu_before + time.process_time() - self.cpu0
+        """True once ``trainer.cpu_minutes`` of CPU time are spent (ganlab.progress)."""
+        return self.progress.out_of_budget(self.trainer.step)
 
     def check(self) -> str | None:
         """Why the interval's means show divergence, or None; reads them back (one sync)."""
         self.means = self.logger.means()
-        self.problem = divergence(self.means, self.cfg.trainer.max_abs_score)
-        return self.problem
+        self.record.problem = divergence(self.means, self.cfg.trainer.max_abs_score)
+        return self.record.problem
 
     def rollback(self) -> bool:
         """With ``on_divergence=rollback``: reload the last good checkpoint, draw other noise."""
-        t = self.cfg.trainer
-        if t.on_divergence.name != "rollback" or self.rollbacks >= t.max_rollbacks:
+        t, record = self.cfg.trainer, self.record
+        if t.on_divergence.name != "rollback" or record.rollbacks >= t.max_rollbacks:
             return False
         good = self.ckpts.load_newest_valid(self.device)
         if good is None:
             return False
-        step, problem = self.trainer.step, self.problem
-        self.rollbacks += 1
+        step, problem = self.trainer.step, record.problem
+        record.rollbacks += 1
         self.restore(good[1])
-        torch.manual_seed(self.cfg.seed + 1_000_003 * self.rollbacks)  # other noise
+        torch.manual_seed(self.cfg.seed + 1_000_003 * record.rollbacks)  # other noise
         self.logger.restart(purge_step=self.trainer.step + 1)
-        self.bar.n = self.step_log = self.trainer.step
+        self.progress.rewind(self.trainer.step)
         log.warning(
             "diverged at step %d (%s); rolled back to step %d (%d/%d)",
-            *(step, problem, self.trainer.step, self.rollbacks, t.max_rollbacks),
+            *(step, problem, self.trainer.step, record.rollbacks, t.max_rollbacks),
         )
-        self.problem = None
+        record.problem = None
         return True
 
     def diverge(self) -> None:
         """Stop: log the bad interval, keep the last good checkpoint, mark the run."""
-        self.final, self.status = self.logger.write(self.trainer.step, self.means), "diverged"
+        record = self.record
+        record.final, record.status = self.logger.write(self.trainer.step, self.means), "diverged"
         kept = (
             f"the last good checkpoint is kept in {self.ckpts.last}"
             if self.ckpts.last.is_file()
             else "no checkpoint had been written yet"
         )
-        log.error("diverged at step %d: %s; %s", self.trainer.step, self.problem, kept)
+        log.error("diverged at step %d: %s; %s", self.trainer.step, record.problem, kept)
 
     def log(self, step: int) -> None:
         """The interval's means (read by check) and the throughput, to TensorBoard and the bar."""
-        self.final = self.logger.write(step, self.means)
-        now = time.perf_counter()
-        self.logger.scalar("perf/it_per_s", (step - self.step_log) / (now - self.t_log), step)
-        self.t_log, self.step_log = now, step
-        loss_d, loss_g = self.final["loss/D"], self.final["loss/G"]
-        self.bar.set_postfix(D=f"{loss_d:.3f}", G=f"{loss_g:.3f}", refresh=False)
+        self.record.final = final = self.logger.write(step, self.means)
+        self.logger.scalar("perf/it_per_s", self.progress.interval(step), step)
+        self.progress.show_losses(final["loss/D"], final["loss/G"])
 
     def save_grid(self, step: int) -> None:
         png = self.out_dir / SAMPLES_DIR / f"step_{step:06d}.png"
@@ -248,134 +248,48 @@ class TrainingRun:
             # stacked MNIST in colour, a digit per channel, as the papers show it
             save_grid_png(self.logger.images(images, step), png, rgb=images.shape[1] != 1)
 
-    def evaluate(
-        self,
-        step: int,
-        stop: list[int],
-        final: bool = False,
-        generate: Callable[..., Tensor] | None = None,
-    ) -> dict[str, float]:
-        """Metrics of G at this step to TensorBoard and results.json (``ganlab.metrics.suite``:
-        every metric family that applies to this G); raises StopDuringEvaluation when a stop
-        signal arrives while samples are drawn. ``generate``: G's images (default: the
-        trainer's, the EMA generator when there is one).
-
-        TensorBoard ``metrics/*`` is one curve at one sample count, ``metrics.eval_samples``:
-        the periodic evaluations and the final step (the first images of the final draw).
-        ``metrics_final/*`` and results.json's ``metrics`` hold the final evaluation at
-        ``metrics.n_samples``. Each set has the real-vs-real floor at its own n beside it
-        (``fid_floor``, ``kid_floor``). A Stacked MNIST run's n counts digits (channels),
-        and both sets get its mode metrics (``metrics.mode_samples`` images) and their real
-        floor (``modes_covered_floor``, ``reverse_kl_floor``).
-        """
-        curve_n = min(self.cfg.metrics.eval_samples, self.session.n)
-        n = self.session.n if final else curve_n
-        spec = self.generator_spec(generate or self.trainer.generate)
-        result = evaluate(self.session, spec, self.request((curve_n, n), stop))
-        by_n = {size: result.with_floors(size) for size in (curve_n, n)}
-        tags = {"metrics": curve_n, **({"metrics_final": n} if final else {})}
-        for tag, size in tags.items():
-            for key, value in by_n[size].items():
-                self.logger.scalar(f"{tag}/{key}", value, step)
-        backbone = self.session.backbone_check(self.trainer.objective.backbone)
-        if backbone["metric_backbone_used"]:  # G trained on the network that measures it
-            self.logger.scalar("flags/metric_backbone_used", 1.0, step)
-            self.logger.writer.add_text("flags", backbone["warning"], step)
-        evaluation = {
-            **result.provenance[n],
-            "curve_samples": curve_n,
-            "step": step,
-            "generator": self.trainer.generator_name,
-            **backbone,
-        }
-        update_results(self.out_dir, {"metrics": by_n[n], "evaluation": evaluation})
-        return by_n[n]
-
-    def evaluate_raw(self, stop: list[int], generate: Callable[..., Tensor] | None = None) -> None:
-        """With an EMA generator, the raw G's metrics too (results.json ``metrics_raw``), so the
-        difference the average makes is in plain sight."""
-        n = self.session.n
-        spec = self.generator_spec(generate or self.trainer.generate_raw)
-        metrics = evaluate(self.session, spec, self.request((n,), stop)).metrics[n]
-        for key, value in metrics.items():
-            self.logger.scalar(f"metrics_raw/{key}", value, self.trainer.step)
-        update_results(self.out_dir, {"metrics_raw": metrics})
-
-    def generator_spec(self, generate: Callable[..., Tensor]) -> GeneratorSpec:
-        """What the metrics need to know of this run's G, drawing through ``generate``."""
-        trainer, z_dim = self.trainer, self.cfg.model.z_dim
-        return GeneratorSpec(generate, z_dim, self.device, trainer.n_classes, trainer.data.channels)
-
-    def request(self, sizes: tuple[int, ...], stop: list[int]) -> Request:
-        """An evaluation at ``sizes``, stopped (StopDuringEvaluation) once a signal arrives."""
-
-        def check() -> None:
-            if stop:
-                raise StopDuringEvaluation
-
-        return Request(sizes, self.cfg.seed, self.cfg.metrics.mode_samples, check)
+    def evaluate(self, step: int, stop: StopRequest) -> None:
+        """A periodic evaluation (``trainer.eval_every``; ganlab.run_metrics)."""
+        if self.metrics is not None:
+            self.metrics.evaluate(step, stop)
 
     def checkpoint(self) -> None:
         with _writing(self.out_dir / TB_DIR):
             self.logger.flush()  # events up to this step reach the disk before the state
+        elapsed, cpu_s = self.progress.sitting()
+        batch = self.cfg.trainer.batch_size
         state = {
             **self.trainer.state_dict(),
             "rng": rng_state(),
             "config": self.plain_cfg,
-            CPU_KEY: self.cpu_spent(),
-            FINAL_KEY: self.final,
-            THROUGHPUT_KEY: self.throughput(
-                time.perf_counter() - self.t0, self.cpu_spent() - self.cpu_before
-            ),
+            **({"plugins": self.plugins} if self.plugins else {}),
+            CPU_KEY: self.progress.cpu_spent(),
+            **self.record.checkpointed(self.trainer.step, elapsed, cpu_s, batch),
         }
         self.ckpts.save(self.trainer.step, state)
 
     def interrupt(self) -> None:
-        self.final = self.final or self.logger.write(self.trainer.step, self.means)
-        self.status = "interrupted"
+        record = self.record
+        record.final = record.final or self.logger.write(self.trainer.step, self.means)
+        record.status = "interrupted"
 
-    def final_evaluation(self, stop: list[int]) -> None:
+    def final_evaluation(self, stop: StopRequest) -> None:
         """The full evaluation of a completed run (a stop signal during it interrupts it)."""
-        if self.session is None or self.status != "completed":
+        if self.metrics is None or self.record.status != "completed":
             return
-        n, ema = self.session.n, self.trainer.ema is not None
-        log.info("evaluating %s samples%s…", f"{n:,}", " of the EMA G and of G" if ema else "")
-        channels = self.trainer.data.channels  # stacked MNIST: n digits, then the mode draw
-        drawn = n if channels == 1 else -(-n // channels) + self.cfg.metrics.mode_samples
-        bar = tqdm(
-            total=drawn * (2 if ema else 1),
-            disable=None if self.cfg.trainer.progress else True,
-            desc="evaluating",
-            unit="img",
-            dynamic_ncols=True,
-        )
-
-        def counted(method: Any) -> Any:  # the bar (on a terminal) counts the images drawn
-            def draw(z: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-                bar.update(len(z))
-                return method(z, *args, **kwargs)
-
-            return draw
-
         try:
-            with logging_redirect_tqdm():
-                generate = counted(self.trainer.generate)
-                self.metrics = self.evaluate(self.trainer.step, stop, True, generate)
-                if self.trainer.ema is not None:
-                    self.evaluate_raw(stop, counted(self.trainer.generate_raw))
+            self.record.metrics = self.metrics.final(stop)
         except StopDuringEvaluation:
-            self.status = "interrupted"
-        finally:
-            bar.close()
+            self.record.status = "interrupted"
 
     # --- the end ----------------------------------------------------------------------------
 
-    def finish(self, stop: list[int]) -> float:
+    def finish(self, stop: StopRequest) -> float:
         """results.json, HParams, progress.gif, the summary line and (for a run alone) the
         results table; the sweep objective (lower is better)."""
         results = self.write_results()
         self.logger.close()
-        overrides, tags = run_overrides(), self.logger.tags
+        overrides, tags, record = run_overrides(), self.logger.tags, self.record
         with _writing(self.out_dir / TB_DIR):  # after the run's own events: the newest file
             record_run(self.out_dir, self.cfg, overrides, results, self.trainer.step, tags)
         pngs = sorted((self.out_dir / SAMPLES_DIR).glob("step_*.png"))
@@ -385,88 +299,42 @@ class TrainingRun:
                 write_progress_gif(pngs, gif)
         except (OSError, ValueError) as e:  # a picture: say so, the run is still done
             log.warning("could not write %s: %s", gif, e)
-        if stop and self.status == "interrupted":
+        if stop and record.status == "interrupted":
             raise RunInterrupted(
-                stop[0],
-                f"{signal.Signals(stop[0]).name} at step {self.trainer.step}: checkpoint saved in "
+                stop.signum,
+                f"{stop.name} at step {self.trainer.step}: checkpoint saved in "
                 f"{self.ckpts.path}; continue with: {continue_command(overrides, self.out_dir)}",
             )
-        log.info("%s", self.summary())
-        if self.metrics and not in_sweep():
-            log.info("%s", results_table(self.metrics, results.get("evaluation")))
-        if self.status != "completed":
-            return float("nan")
-        objective = self.metrics.get("fid", (results.get("final") or {}).get("loss_g"))
-        return float("nan") if objective is None else float(objective)
+        log.info("%s", record.summary(self.trainer.step, self.throughput()["it_per_s"]))
+        if record.metrics and not in_sweep():
+            log.info("%s", results_table(record.metrics, results.get("evaluation")))
+        return record.objective(results)
 
-    def throughput(self, elapsed: float, cpu_s: float) -> dict[str, float]:
-        """G steps per second, images per second and CPU seconds per step of this sitting;
-        those of the sitting that trained when this one trained no step (a resume that only
-        finishes the evaluation), so a resume never records 0 it/s."""
-        steps = self.trainer.step - self.start_step
-        if steps == 0 and self.carried[THROUGHPUT_KEY]:
-            return dict(self.carried[THROUGHPUT_KEY])
-        it_per_s = steps / elapsed if elapsed > 0 else float("nan")
-        batch = self.cfg.trainer.batch_size
-        # the loop's CPU seconds per G step (periodic evaluations included)
-        return {
-            "it_per_s": it_per_s,
-            "images_per_s": it_per_s * batch,
-            "cpu_s_per_it": cpu_s / max(1, steps),
-        }
-
-    @property
-    def it_per_s(self) -> float:
-        return self.throughput(self.elapsed, self.cpu_s)["it_per_s"]
+    def throughput(self) -> dict[str, float]:
+        """The sitting's throughput, once the loop has ended."""
+        p, batch = self.progress, self.cfg.trainer.batch_size
+        return self.record.throughput(self.trainer.step, p.elapsed, p.cpu_s, batch)
 
     def write_results(self) -> dict[str, Any]:
-        cfg, t = self.cfg, self.cfg.trainer
-        return update_results(
-            self.out_dir,
-            {
-                "status": self.status,
-                "loss": cfg.loss.name,
-                "model": cfg.model.name,
-                "seed": cfg.seed,
-                "steps": self.trainer.step,
-                "d_updates": self.trainer.d_updates,
-                "n_critic": t.n_critic,
-                "batch_size": t.batch_size,
-                "device": str(self.device),
-                "execution": self.trainer.execution,  # trainer.compile / amp as they ran
-                "data": {"source": self.trainer.data.source, "num_images": len(self.trainer.data)},
-                "throughput": self.throughput(self.elapsed, self.cpu_s),
-                # Nothing logged (e.g. resumed at the last step): keep what results.json says.
-                **(
-                    {"final": {"loss_d": self.final["loss/D"], "loss_g": self.final["loss/G"]}}
-                    if self.final
-                    else {}
-                ),
-                **({"rollbacks": self.rollbacks} if self.rollbacks else {}),
-                **(
-                    {"budget": {"cpu_minutes": t.cpu_minutes, "spent_at_step": self.trainer.step}}
-                    if self.budget_spent
-                    else {}
-                ),
-                **(
-                    {"divergence": {"step": self.trainer.step, "reason": self.problem}}
-                    if self.problem
-                    else {}
-                ),
-            },
+        cfg, t, step = self.cfg, self.cfg.trainer, self.trainer.step
+        fields = {
+            "loss": cfg.loss.name,
+            "model": cfg.model.name,
+            "seed": cfg.seed,
+            "steps": step,
+            "d_updates": self.trainer.d_updates,
+            "n_critic": t.n_critic,
+            "batch_size": t.batch_size,
+            "device": str(self.device),
+            "execution": self.trainer.execution,  # trainer.compile / amp as they ran
+            "data": {"source": self.trainer.data.source, "num_images": len(self.trainer.data)},
+            "throughput": self.throughput(),
+            **({"plugins": self.plugins} if self.plugins else {}),
+        }
+        budget = (
+            {"cpu_minutes": t.cpu_minutes, "spent_at_step": step} if self.progress.spent else None
         )
-
-    def summary(self) -> str:
-        """``completed: 3000 steps at 234.7 it/s; final loss D 0.37, G 3.09, fid 1295, ...``"""
-        nan = float("nan")
-        shown = "".join(
-            f", {k} {self.metrics[k]:.4g}" for k in ("fid", "mnist_score") if k in self.metrics
-        )
-        return (
-            f"{self.status}: {self.trainer.step} steps at {self.it_per_s:.1f} it/s; final loss "
-            f"D {self.final.get('loss/D', nan):.4f}, G {self.final.get('loss/G', nan):.4f}"
-            f"{shown}; run dir {self.out_dir}"
-        )
+        return self.record.write(fields, budget)
 
 
 @contextmanager
@@ -477,25 +345,3 @@ def _writing(path: Path) -> Iterator[None]:
     except (OSError, RuntimeError) as e:
         reason = getattr(e, "strerror", None) or " ".join(str(e).split())[:200]
         raise GanlabError(f"cannot write {path}: {reason}") from None
-
-
-def _lookup(tree: Any, dotted: str, default: Any = None) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return default
-        tree = tree[part]
-    return tree
-
-
-def _carried(state: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """A checkpoint's FINAL_KEY and THROUGHPUT_KEY, kept only as names of plain numbers (an
-    older checkpoint has neither: then nothing is carried)."""
-    carried: dict[str, dict[str, float]] = {}
-    for key in (FINAL_KEY, THROUGHPUT_KEY):
-        value = state.get(key)
-        ok = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
-            for k, v in value.items()
-        )
-        carried[key] = {k: float(v) for k, v in value.items()} if ok else {}
-    return carried

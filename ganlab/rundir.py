@@ -13,6 +13,7 @@ One home for the layout every other module (the loop, the CLIs, the report) read
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -23,6 +24,8 @@ from typing import Any
 from ganlab.errors import GanlabError
 
 RESULTS_FILE = "results.json"
+# A run's end, as results.json's "status" says it (TensorBoard's HParams sessions, the report)
+STATUSES = ("completed", "interrupted", "diverged", "failed")
 TB_DIR = "tb"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
@@ -30,6 +33,8 @@ HYDRA_DIR = ".hydra"  # the composed config and the command line's overrides (ga
 # In a sweep's folder, beside its jobs: the jobs refused their folders in this invocation (one
 # JSON line each), which the sweep's summary reports; a refused job writes nothing in its own.
 REFUSALS_FILE = ".refused.jsonl"
+PROBE_BYTES = 4096  # a run writes at least this much at once (an event file, a log line)
+NAME_MAX = 255  # bytes in one file or folder name (Linux, macOS): longer is ENAMETOOLONG
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +53,28 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _finite_or_none(v) for k, v in value.items()}
     return value
+
+
+def check_writable(folder: str | Path, label: str = "") -> None:
+    """Make ``folder`` (with its parents) and write a few bytes in it, before a run writes
+    anything there; else a GanlabError naming it (or ``label``) and why (a full disk, no
+    permission). An empty file needs no free space: only written bytes find a full disk.
+    A folder made here is removed again when the probe fails."""
+    folder = Path(folder)
+    probe, made = folder / ".ganlab-write-test", not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * PROBE_BYTES)
+            fh.flush()
+            os.fsync(fh.fileno())  # some filesystems say "full" only when the data goes out
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+            if made:
+                folder.rmdir()
+        raise GanlabError(f"cannot write {label or f'in {folder}'}: {e.strerror or e}") from None
+    probe.unlink(missing_ok=True)
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any]:
@@ -118,3 +145,67 @@ def parse_overrides(lines: Iterable[str]) -> dict[str, str]:
         if sep and not key.startswith(("~", "hydra.", "hydra/")):
             overrides[key] = value
     return overrides
+
+
+def lookup(tree: Any, dotted: str, default: Any = None) -> Any:
+    """``tree["a"]["b"]`` for ``"a.b"`` in nested dicts (results.json, a saved config);
+    ``default`` where a part is missing or not a dict."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return default
+        tree = tree[part]
+    return tree
+
+
+def job_dirname(name: str) -> str:
+    """A sweep job's folder name from its overrides (``hydra.job.override_dirname``).
+
+    The name itself when it fits in ``NAME_MAX`` bytes, so every existing sweep keeps its
+    folders. Past that, the longest values are shortened to their start and a hash of the
+    value (``hidden=[1024,1024,10...3f9a2c1b``), longest first, until the name fits: every
+    override stays readable, the name stays unique and the same each time the sweep is run
+    (``trainer.resume=auto`` finds it). Too many overrides even so: the name's start and a
+    hash of the whole.
+    """
+    if _fits(name):
+        return name
+    items = _split_overrides(name)
+    for i in sorted(range(len(items)), key=lambda i: -len(items[i])):
+        key, sep, value = items[i].partition("=")
+        if len(value) > _KEPT + 11:
+            items[i] = f"{key}{sep}{value[:_KEPT]}...{_digest(value, 8)}"
+        if _fits(",".join(items)):
+            return ",".join(items)
+    suffix = f",...{_digest(name, 16)}"
+    head = name.encode()[: NAME_MAX - len(suffix)].decode(errors="ignore")  # whole characters
+    return head + suffix
+
+
+_KEPT = 16  # characters kept of a shortened value
+
+
+def _fits(name: str) -> bool:
+    return len(name.encode()) <= NAME_MAX
+
+
+def _digest(text: str, n: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _split_overrides(name: str) -> list[str]:
+    """``a=1,b=[1,2],c=x`` → ``["a=1", "b=[1,2]", "c=x"]``: commas inside brackets or quotes
+    belong to a value."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(name):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            items.append(name[start:i])
+            start = i + 1
+    return [*items, name[start:]]

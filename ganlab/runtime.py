@@ -7,6 +7,7 @@ One home each: ``resolve_device`` is the only place a device name becomes a
 from __future__ import annotations
 
 import logging
+import os
 import random
 
 import numpy as np
@@ -17,11 +18,14 @@ from ganlab.errors import GanlabError
 
 log = logging.getLogger(__name__)
 
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")  # the torch device types ganlab accepts
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N``...
 
-    A name torch does not know, or a CUDA device this machine lacks, is a GanlabError.
+    A name torch does not know, or a device this machine lacks (a CUDA index past its GPUs,
+    ``mps`` without Apple's backend, ``cpu:5``), is a GanlabError.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -29,11 +33,63 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise GanlabError(f"device={name!r} is not a torch device (try auto, cpu, cuda)") from None
+    if device.type not in DEVICE_TYPES:
+        raise GanlabError(f"device={name!r}: ganlab trains on cpu or cuda devices")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise GanlabError(f"device={name!r}: no such CUDA device here; use device=cpu or auto")
-    if device.type not in ("cpu", "cuda", "mps", "xpu"):
-        raise GanlabError(f"device={name!r}: ganlab trains on cpu or cuda devices")
+    # torch accepts these names and fails later, deep in a tensor op: say it here.
+    if device.type in ("mps", "xpu") and not _backend_available(device.type):
+        raise GanlabError(
+            f"device={name!r}: this machine (or this torch build) has no {device.type} "
+            "backend; use device=auto, cpu or cuda"
+        )
+    if device.type in ("cpu", "mps") and (device.index or 0) != 0:
+        raise GanlabError(
+            f"device={name!r}: there is one {device.type} device (index 0); use device="
+            f"{device.type}"
+        )
     return device
+
+
+def _backend_available(kind: str) -> bool:
+    backend = torch.backends.mps if kind == "mps" else getattr(torch, "xpu", None)
+    return backend is not None and backend.is_available()
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a new allocation can take on ``device`` now (None when unknown): free CUDA
+    memory, or the host's available RAM (Linux's MemAvailable, else its physical pages)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        return None
+
+
+def check_memory(device: torch.device, needed: int, what: str) -> None:
+    """GanlabError when ``needed`` bytes (a lower bound of what ``what`` allocates) exceed
+    what ``device`` has free: one line now, instead of the allocator's traceback later."""
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise GanlabError(
+            f"{what} needs at least {_gb(needed)} on {device}, more than the {_gb(free)} "
+            "available; use a smaller value"
+        )
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB"
 
 
 def seed_everything(seed: int) -> None:

@@ -19,6 +19,7 @@ from ganlab.build import load_generator
 from ganlab.cli import entry_point
 from ganlab.errors import GanlabError
 from ganlab.metrics.conditional import balanced_labels
+from ganlab.plugins import load_plugins
 from ganlab.runtime import resolve_device
 from ganlab.sampling import (
     FORMATS,
@@ -112,7 +113,7 @@ def _check_options(options: dict[str, Any]) -> None:
     if options["digit"] not in ("", *DIGITS):
         raise GanlabError(f"digit={options['digit']!r} must be 0..9 or all")
     if not 0 <= options["seed"] <= SEED_MAX:
-        raise GanlabError(f"seed={options['seed']} must be in 0..{SEED_MAX} (2**63 - 1)")
+        raise GanlabError(f"seed={options['seed']} must be in 0..{SEED_MAX}")
     check_writable(out, f"out={options['out']}")
 
 
@@ -133,8 +134,20 @@ def _labels(options: dict[str, Any], n_classes: int, suffix: str, path: Path) ->
     return balanced_labels(options["n"], options["seed"])
 
 
+def _check_finite(G: torch.nn.Module, path: Path, state: dict[str, Any]) -> None:
+    """A generator with NaN/Inf weights (a run that diverged, a damaged file) would draw a
+    grid of NaN: refuse it, naming the checkpoint and the tensor."""
+    for name, tensor in [*G.named_parameters(), *G.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise GanlabError(
+                f"{path}: the {state.get('generator', 'G')} generator's {name} holds NaN/Inf "
+                "(the run diverged?); sample an earlier checkpoint (checkpoints/step_*.pt)"
+            )
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> None:
+    load_plugins()  # a checkpoint of a plugin's model or loss needs its registry entry
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
         print(
@@ -146,9 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     path, options = parse_args(argv)
     device = resolve_device(options["device"])
     G, path, state = load_generator(path, device, options["generator"])
+    _check_finite(G, path, state)
     z_dim = state["config"]["model"]["z_dim"]
     out = Path(options["out"])
-    labels = _labels(options, getattr(G, "n_classes", 0), out.suffix, path)
+    labels = _labels(options, G.n_classes, out.suffix, path)
     if labels is not None:  # a class-conditional generator: the asked-for digits
         images = generate_labeled(G, z_dim, labels, options["seed"], device)
         save_samples(images, out, options["nrow"], labels)

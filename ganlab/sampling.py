@@ -24,7 +24,9 @@ from ganlab.runtime import to_uint8
 Generate = Callable[[int], Tensor]  # batch size -> images [B, C, 28, 28] in [-1, 1]
 BATCH = 1000  # images per forward pass: memory stays flat for any n
 FORMATS = (".png", ".npz")
-SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed's range
+# A seed of a run or of a sample draw: NumPy's range (seed_everything seeds NumPy, torch and
+# Python; torch.Generator would take up to 2**63 - 1)
+SEED_MAX = 2**32 - 1
 MAX_SAMPLES = 1_000_000  # images per ganlab-sample call (an .npz of 784 MB)
 MAX_GRID = 10_000  # images in one PNG grid (3,000 x 3,000 pixels at nrow=100)
 

@@ -15,7 +15,8 @@ keeps the first record of a tag it sees, so a resumed run must not leave its old
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,14 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from ganlab.rundir import HYDRA_DIR
+from ganlab.errors import GanlabError
+from ganlab.rundir import HYDRA_DIR, check_writable
+from ganlab.rundir import STATUSES as STATUSES  # hparams reads it from here
 
 SAMPLES_TAG = "samples"
 HPARAMS_SUFFIX = ".hparams"  # the event file holding a run's (or a sweep's) HParams records
 
-# A run's end, as results.json says it; and as the HParams plugin's session status.
-STATUSES = ("completed", "interrupted", "diverged", "failed")
+# A run's end (rundir.STATUSES) as the HParams plugin's session status.
 _SESSION_STATUS = {
     "completed": api_pb2.STATUS_SUCCESS,
     "interrupted": api_pb2.STATUS_UNKNOWN,  # it can be continued
@@ -83,10 +85,24 @@ class RunLogger:
         """(Re)open the event file. ``purge_step``: after a resume or a rollback, TensorBoard
         drops the events at and past this step that an earlier writer left, so the curves
         have no duplicated steps."""
-        if self.writer is not None:
-            self.writer.close()
-        self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
+        with self._writing():
+            if self.writer is not None:
+                self.writer.close()
+            # TensorBoard's writer thread would print a full disk's traceback: probe first
+            check_writable(self.log_dir)
+            self.writer = SummaryWriter(str(self.log_dir), purge_step=purge_step)
         self.discard()
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A full disk or a removed folder as one line naming the folder: TensorBoard's
+        writer thread raises the OSError of a failed write at the next call."""
+        try:
+            yield
+        except OSError as e:
+            raise GanlabError(
+                f"cannot write TensorBoard events in {self.log_dir}: {e.strerror or e}"
+            ) from e
 
     def accumulate(self, values: dict[str, Tensor]) -> None:
         for tag, value in values.items():
@@ -107,8 +123,9 @@ class RunLogger:
         ``means``: what ``means()`` returned since the last accumulate, to skip a second sync.
         """
         means = self.means() if means is None else means
-        for tag, value in means.items():
-            self.writer.add_scalar(tag, value, step)
+        with self._writing():
+            for tag, value in means.items():
+                self.writer.add_scalar(tag, value, step)
         self.tags.update(means)
         self.discard()
         return means
@@ -118,21 +135,25 @@ class RunLogger:
         self._counts.clear()
 
     def flush(self) -> None:
-        self.writer.flush()
+        with self._writing():
+            self.writer.flush()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        self.writer.add_scalar(tag, value, step)
+        with self._writing():
+            self.writer.add_scalar(tag, value, step)
         self.tags.add(tag)
 
     def images(self, images: Tensor, step: int) -> Tensor:
         """Log a batch in [-1, 1] as one 8-wide grid; return the grid ([3, H, W] in [0, 1])."""
         grid = make_grid(images.detach().float().cpu(), nrow=8, normalize=True, value_range=(-1, 1))
-        self.writer.add_image(SAMPLES_TAG, grid, step)
+        with self._writing():
+            self.writer.add_image(SAMPLES_TAG, grid, step)
         return grid
 
     def close(self) -> None:
-        self.writer.flush()
-        self.writer.close()
+        with self._writing():
+            self.writer.flush()
+            self.writer.close()
 
 
 def run_overrides() -> list[str]:

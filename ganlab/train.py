@@ -8,6 +8,7 @@ thin Hydra entry point.
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,14 +16,16 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ganlab import helptext
 from ganlab.claim import claim_folder
 from ganlab.cli import entry_point, record_failure, report
 from ganlab.config import config_dir, validate
 from ganlab.errors import GanlabError, Refused
-from ganlab.run import TrainingRun
+from ganlab.plugins import check_resumed, load_plugins, origins
+from ganlab.run import TrainingRun, skip, starting_point
 from ganlab.rundir import record_refusal
 from ganlab.runtime import every
-from ganlab.signals import stop_requests
+from ganlab.signals import StopRequest, stop_requests
 from ganlab.tracking import save_hydra_record
 
 DIVERGED = 3  # exit status of a single run that diverged
@@ -34,12 +37,14 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
     The objective is the final FID (the final G loss with ``metrics.enabled=false``); NaN
     when the run diverged, failed or was interrupted.
     """
+    load_plugins()  # a sweep's worker process imports them too
     validate(cfg)
     out_dir, t = Path(out_dir), cfg.trainer
     with claim_folder(out_dir, t.resume, t.overwrite):  # one process, one run per folder
-        run = TrainingRun(cfg, out_dir)  # built, and resumed if asked to
-        if run.done:
-            return run.skip()
+        start = starting_point(cfg, out_dir)  # the checkpoint to resume, checked
+        if start.finished(cfg):
+            return skip(cfg, out_dir, start)
+        run = TrainingRun(cfg, out_dir, start)  # built, and resumed if asked to
         save_hydra_record(out_dir, cfg)  # this run owns the folder now: its record
         # SIGINT/SIGTERM: finish the step, save, then stop; errors mark results.json failed
         with run.failures_recorded(), stop_requests() as stop:
@@ -48,10 +53,10 @@ def train(cfg: DictConfig, out_dir: Path) -> float:
         return run.finish(stop)
 
 
-def loop(run: TrainingRun, stop: list[int]) -> None:
+def loop(run: TrainingRun, stop: StopRequest) -> None:
     """n_critic D updates and one G update per step, until trainer.steps (or a stop)."""
     t = run.cfg.trainer
-    with run.progress():
+    with run.progress.start(run.device):
         while run.trainer.step < t.steps:
             # --- one iteration: n_critic D updates, then one G update
             run.iterate()
@@ -61,7 +66,7 @@ def loop(run: TrainingRun, stop: list[int]) -> None:
             if every(step, t.log_every) or every(step, t.ckpt_every) or last or stop:
                 if run.check() and run.rollback():
                     continue
-                if run.problem:
+                if run.record.problem:
                     run.diverge()
                     break
             # --- log scalars, then the fixed-noise grid
@@ -70,7 +75,7 @@ def loop(run: TrainingRun, stop: list[int]) -> None:
             if every(step, t.sample_every) or last:
                 run.save_grid(step)
             # --- periodic evaluation (the final one follows the loop)
-            if run.session and every(step, t.eval_every) and not last:
+            if every(step, t.eval_every) and not last:
                 run.evaluate(step, stop)
             # --- checkpoint, and stop when asked to
             if every(step, t.ckpt_every) or last or stop:
@@ -82,9 +87,21 @@ def loop(run: TrainingRun, stop: list[int]) -> None:
                 break
 
 
+@entry_point
+def main() -> float:
+    """The console script: the plugins first (their names are config options), then Hydra."""
+    load_plugins()
+    if origins() and {"--help", "-h"} & set(sys.argv[1:]):
+        # the committed help file lists ganlab's own options; this one the plugins' too
+        print(helptext.generate().replace("$$", "$"))
+        return float("nan")
+    check_resumed(sys.argv[1:])
+    return hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 @entry_point
-def main(cfg: DictConfig) -> float:
+def hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:

@@ -10,57 +10,21 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ganlab import execution
-from ganlab.auxiliary import TERMS
 from ganlab.checkpoint import rng_state, set_rng_state
 from ganlab.data import MNIST
 from ganlab.ema import EMA
-from ganlab.losses import GANLoss
-from ganlab.models.layers import N_CLASSES
+from ganlab.models import Critic, GeneratorBase
+from ganlab.objective import Objective
 from ganlab.packing import pack
-from ganlab.penalties import PENALTIES, clip_weights_
+from ganlab.penalties import clip_weights_
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Objective:
-    """What D and G minimise: the adversarial loss, its Lipschitz constraint, and the
-    auxiliary terms (``ganlab.auxiliary.TERMS``) with a non-zero weight."""
-
-    loss: GANLoss
-    penalty: str = "none"  # a key of ganlab.penalties.PENALTIES
-    penalty_weight: float = 0.0  # D adds penalty.scale · weight · mean(penalty)
-    penalty_every: int = 1  # lazy regularisation: every k-th D step, with weight · k
-    clip: float | None = None  # D weights clipped to [-clip, clip] after each D step
-    aux: dict[str, float] = field(default_factory=dict)  # term name -> weight
-    margin: float = 1.0  # the contrastive term's margin
-    backbone: nn.Module | None = None  # frozen network with features(x), for "backbone" terms
-    cond: str = "none"  # class conditioning: none, projection or acgan
-    cond_weight: float = 1.0  # acgan: weight of the class cross-entropy
-
-    def __post_init__(self) -> None:
-        self.aux = {name: w for name, w in self.aux.items() if w}
-
-    def terms(self, network: str) -> list[str]:
-        """Active terms of ``network`` ("G" or "D"), in registry order."""
-        return [n for n, t in TERMS.items() if n in self.aux and t.network == network]
-
-    @property
-    def penalized(self) -> bool:
-        """Whether D's objective has a penalty term at all (a penalty and a weight > 0)."""
-        return PENALTIES[self.penalty] is not None and self.penalty_weight > 0
-
-    @property
-    def reads_d_features(self) -> bool:
-        return any(TERMS[name].reads == "D" for name in self.aux)
 
 
 class Trainer:
@@ -71,8 +35,8 @@ class Trainer:
 
     def __init__(
         self,
-        G: nn.Module,
-        D: nn.Module,
+        G: GeneratorBase,
+        D: Critic,
         opt_G: torch.optim.Optimizer,
         opt_D: torch.optim.Optimizer,
         data: MNIST,
@@ -85,8 +49,6 @@ class Trainer:
         self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
         self.data, self.objective, self.ema = data, objective, ema
         self.batch_size, self.z_dim, self.n_critic = batch_size, z_dim, n_critic
-        # PacGAN: D scores packs of this many samples (its first layer is built for them)
-        self.pack = getattr(D, "pack", 1)
         self.step = 0  # generator updates done
         self.d_updates = 0
         # What runs ``iteration``: itself (eager), or its compiled form (ganlab.execution).
@@ -100,7 +62,7 @@ class Trainer:
         device = self.data.images.device
         mode, why = execution.resolve_compile(mode, device)
         iteration = execution.with_amp(self.iteration, amp, device)
-        blocker = self.compile_blocker() if mode != "off" else None
+        blocker = self.objective.compile_blocker if mode != "off" else None
         if blocker:
             log.info("trainer.compile=%s: running eager, because %s", mode, blocker)
             mode, why = "off", f"trainer.compile={mode} fell back to eager: {blocker}"
@@ -143,16 +105,6 @@ class Trainer:
         )
         self.run_iteration = execution.guarded(fast, iteration, mode, snapshot, restore)
         return mode
-
-    def compile_blocker(self) -> str | None:
-        """Why this iteration cannot be compiled, or None when it can."""
-        obj = self.objective
-        if obj.penalized:
-            return (
-                f"penalty={obj.penalty} needs a double backward through D, which "
-                "torch.compile does not support (pytorch/pytorch#91469)"
-            )
-        return None
 
     def noise(self, n: int) -> Tensor:
         return torch.randn(n, self.z_dim, device=self.data.images.device)
@@ -215,9 +167,9 @@ class Trainer:
         if obj.loss.estimates_wasserstein:
             logs["wasserstein/estimate"] = real_logits.mean() - fake_logits.mean()
         extras = (
-            self._aux("D", (real, real_features), (fake, fake_features), logs),
-            self._acgan([(real_features, y_real)], logs, "cond/acgan_D"),
-            self._penalty(real, fake, y_real, y_fake, logs) if penalty_due else None,
+            obj.aux_terms("D", (real, real_features), (fake, fake_features), logs),
+            obj.classes(self.D, [(real_features, y_real)], logs, "cond/acgan_D"),
+            obj.penalty_term(self.D, real, fake, (y_real, y_fake), logs) if penalty_due else None,
         )
         for extra in extras:
             loss = loss if extra is None else loss + extra
@@ -242,8 +194,8 @@ class Trainer:
         loss = obj.loss.g(fake_logits, real_logits)
         logs: dict[str, Tensor] = {}
         extras = (
-            self._aux("G", (real, real_features), (fake, fake_features), logs),
-            self._acgan([(fake_features, y_fake)], logs, "cond/acgan_G"),
+            obj.aux_terms("G", (real, real_features), (fake, fake_features), logs),
+            obj.classes(self.D, [(fake_features, y_fake)], logs, "cond/acgan_G"),
         )
         for extra in extras:
             loss = loss if extra is None else loss + extra
@@ -260,85 +212,25 @@ class Trainer:
 
     def _real(self) -> tuple[Tensor, Tensor | None]:
         """A fresh real batch, with its labels when the run is class-conditional."""
-        if self.objective.cond == "none":
+        if not self.G.conditional:
             return self.data.sample(self.batch_size), None
         return self.data.sample_labeled(self.batch_size)
 
     def _fake(self) -> tuple[Tensor, Tensor | None]:
-        """G(z), and when conditional G(z, y) with y drawn uniformly from the 10 classes."""
+        """G(z), and when conditional G(z, y) with y drawn uniformly from G's classes."""
         z = self.noise(self.batch_size)
-        if self.objective.cond == "none":
+        if not self.G.conditional:
             return self.G(z), None
-        y = torch.randint(N_CLASSES, (self.batch_size,), device=z.device)
+        y = torch.randint(self.G.n_classes, (self.batch_size,), device=z.device)
         return self.G(z, y), y
 
     def _score(self, x: Tensor, y: Tensor | None) -> tuple[Tensor | None, Tensor]:
         """D's features (only when something reads them) and raw scores, one per pack of
-        ``self.pack`` samples (x [B, C, 28, 28] goes to D as [B/m, m·C, 28, 28])."""
-        x = pack(x, self.pack)
-        if self.objective.reads_d_features or self.objective.cond == "acgan":
+        ``D.pack`` samples (x [B, C, 28, 28] goes to D as [B/m, m·C, 28, 28])."""
+        x = pack(x, self.D.pack)
+        if self.objective.reads_d_features:
             return self.D(x, y, return_features=True)
         return None, self.D(x) if y is None else self.D(x, y)
-
-    def _acgan(
-        self, pairs: list[tuple[Tensor, Tensor]], logs: dict[str, Tensor], tag: str
-    ) -> Tensor | None:
-        """AC-GAN (Odena et al. 2017): weight · Σ CE(D's class logits, y) over (features,
-        labels) pairs: real images for D, generated ones for G.
-
-        D's class head learns from real images only. With generated images in D's term too
-        (the paper's form), G and D agreed on class codes of their own within 1,000 DCGAN
-        steps: each grid row one steady shape, not the asked-for digit (label accuracy 0.23).
-        """
-        if self.objective.cond != "acgan":
-            return None
-        ce = sum(F.cross_entropy(self.D.classify(features), y) for features, y in pairs)
-        logs[tag] = ce
-        return self.objective.cond_weight * ce
-
-    def _penalty(
-        self, real: Tensor, fake: Tensor, y_real: Tensor | None, y_fake: Tensor | None, logs
-    ) -> Tensor | None:
-        """scale · weight · mean(penalty), on the D updates ``penalty_due`` picks (every
-        ``penalty_every``-th, with weight × penalty_every). The penalty's points are packs, as
-        D sees them: one α and one gradient norm per pack (PacGAN)."""
-        obj = self.objective
-        penalty = PENALTIES[obj.penalty]
-        y = y_real if penalty.labels == "real" else y_fake
-        D = self.D if y is None else (lambda x: self.D(x, y))
-        value = penalty.fn(D, pack(real, self.pack), pack(fake, self.pack)).mean()
-        logs[f"penalty/{obj.penalty}"] = value
-        return penalty.scale * obj.penalty_weight * obj.penalty_every * value
-
-    def _aux(
-        self,
-        network: str,
-        real: tuple[Tensor, Tensor | None],
-        fake: tuple[Tensor, Tensor | None],
-        logs: dict[str, Tensor],
-    ) -> Tensor | None:
-        """The weighted sum of ``network``'s auxiliary terms (None when it has none), each
-        logged as aux/<name> and the sum as aux/total_<network>. real/fake: (images, D features)."""
-        obj, terms = self.objective, {}
-        for name in obj.terms(network):
-            if TERMS[name].reads == "D":
-                real_features, fake_features = real[1], fake[1]
-            else:  # the frozen backbone; real features are constants
-                with torch.no_grad():
-                    real_features = obj.backbone.features(real[0])
-                fake_features = obj.backbone.features(fake[0])
-            terms[name] = TERMS[name].fn(real_features, fake_features, obj.margin)
-        if not terms:
-            return None
-        total = sum(obj.aux[name] * term for name, term in terms.items())
-        logs.update({f"aux/{name}": term for name, term in terms.items()})
-        logs[f"aux/total_{network}"] = total
-        return total
-
-    @property
-    def n_classes(self) -> int:
-        """10 for a class-conditional run, 0 otherwise."""
-        return 0 if self.objective.cond == "none" else N_CLASSES
 
     @property
     def generator_name(self) -> str:

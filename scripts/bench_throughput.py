@@ -31,14 +31,13 @@ import time
 from collections.abc import Iterator
 
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from ganlab.build import build_trainer
-from ganlab.config import config_dir
+from ganlab.config import hydra_compose
 from ganlab.runtime import resolve_device
 
 COMPILED = ("default", "reduce-overhead", "max-autotune")
@@ -84,8 +83,7 @@ def bench_config(
     overrides = [f"model={model}", f"loss={loss}", f"trainer.batch_size={batch}"]
     overrides += [f"data.root={data_root}", "data.download=false", "data.split=test"]
     overrides += ["metrics.enabled=false", *extra]
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        return compose("config", overrides)
+    return hydra_compose(overrides)
 
 
 def sync(device: torch.device) -> None:

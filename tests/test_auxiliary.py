@@ -1,8 +1,10 @@
 """Auxiliary terms: float64 references, zeros where the formulas say, gradients only where
-they belong, and a real run that logs each term and their weighted totals."""
+they belong, a real run that logs each term and their weighted totals, and the perceptual
+backbone, which is never the metrics classifier (checked by hash)."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -11,17 +13,24 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ganlab import auxiliary
+from ganlab import build as build_module
+from ganlab.backbones import MNISTPerceptual
 from ganlab.build import build_trainer, load_backbone
 from ganlab.config import validate
 from ganlab.errors import GanlabError
 from ganlab.metrics.classifier import (
+    CLASSIFIER,
     PERCEPTUAL,
     cache_path,
+    cached_sha256,
     load_network,
     save_network,
     train_network,
+    weights_sha256,
 )
-from tests.conftest import sample_subset, tiny
+from tests.conftest import sample_subset, scalars, tiny, tiny_run
+
+CPU = torch.device("cpu")
 
 
 def quick_perceptual(cache):
@@ -180,3 +189,66 @@ def test_a_run_with_all_three_terms_logs_each_term_and_the_weighted_totals(
     np.testing.assert_allclose(
         series["aux/total_D"], [w["contrastive"] * c for c in series["aux/contrastive"]], rtol=1e-5
     )
+
+
+# --- the perceptual backbone is never the metrics classifier ----------------------------------
+
+
+def test_the_default_perceptual_backbone_is_another_network(make_cfg, quick):
+    cfg = make_cfg(*tiny("mlp"), "data=mnist_sample", "+aux.perceptual=1")
+    validate(cfg)
+    backbone = build_trainer(cfg, CPU).objective.backbone
+    assert isinstance(backbone, MNISTPerceptual)
+    metrics_sha = cached_sha256(CLASSIFIER)
+    assert metrics_sha == quick[1]["weights_sha256"]  # the classifier the metrics use
+    assert weights_sha256(backbone) != metrics_sha
+
+
+@pytest.mark.parametrize("twin", ["the same module", "a copy"])
+def test_a_backbone_with_the_metrics_classifiers_weights_is_refused_by_hash(
+    monkeypatch, quick, twin, tmp_path
+):
+    """Whatever hands load_backbone its network, and whatever it is called: the hash decides."""
+    classifier, info = quick
+    net = classifier if twin == "the same module" else copy.deepcopy(classifier)
+    monkeypatch.setattr(build_module, "load_or_train_perceptual", lambda **kwargs: (net, info))
+    with pytest.raises(GanlabError, match="metrics classifier's weights .*sha256 "):
+        load_backbone("mnist_perceptual", tmp_path, CPU)
+
+
+def test_the_metrics_classifier_as_backbone_needs_an_explicit_yes(make_cfg):
+    chosen = ("+aux.perceptual=1", "aux_params.perceptual_backbone=mnist_classifier")
+    with pytest.raises(GanlabError, match="allow_metric_backbone=true") as refused:
+        validate(make_cfg(*chosen))
+    assert len(str(refused.value).splitlines()) == 1
+    assert str(refused.value).startswith("invalid value for aux_params.perceptual_backbone")
+    validate(make_cfg(*chosen, "aux_params.allow_metric_backbone=true"))
+    validate(make_cfg(chosen[1]))  # no perceptual term: nothing trains on it
+
+
+def test_a_run_that_trains_on_the_metrics_classifier_is_flagged(make_cfg, tmp_path, mnist_root):
+    flagged = tiny_run(
+        make_cfg,
+        tmp_path / "flagged",
+        mnist_root,
+        "+aux.perceptual=0.01",
+        "aux_params.perceptual_backbone=mnist_classifier",
+        "aux_params.allow_metric_backbone=true",
+    )
+    evaluation = flagged["evaluation"]
+    assert evaluation["metric_backbone_used"] is True and "biased" in evaluation["warning"]
+    assert evaluation["perceptual_backbone_sha256"] == evaluation["classifier_sha256"]
+    assert [e.value for e in scalars(tmp_path / "flagged")["flags/metric_backbone_used"]] == [1.0]
+
+    clean = tiny_run(make_cfg, tmp_path / "clean", mnist_root, "+aux.perceptual=0.01")
+    evaluation = clean["evaluation"]
+    assert evaluation["metric_backbone_used"] is False and "warning" not in evaluation
+    assert evaluation["perceptual_backbone_sha256"] != evaluation["classifier_sha256"]
+    assert "flags/metric_backbone_used" not in scalars(tmp_path / "clean")
+
+    # The sweep report says which run's metrics are not to be trusted.
+    from ganlab.report import write_report
+
+    lines = write_report(tmp_path, tmp_path / "report").read_text().splitlines()
+    rows = [line for line in lines if "(G trained on the metrics network)" in line]
+    assert len(rows) == 1 and "flagged" in rows[0], lines

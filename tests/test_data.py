@@ -5,7 +5,10 @@ from __future__ import annotations
 import enum
 import gzip
 import logging
+import os
+import re
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ganlab.data import MNIST, DataError, find_idx, load_data, load_mnist, load_sample, read_idx
+from ganlab.build import build_data
+from ganlab.data import DataError, find_idx, load_mnist, load_sample, read_idx
 from tests.conftest import SHARED_MNIST, needs_shared
 
 SHARED = SHARED_MNIST
@@ -40,11 +44,6 @@ def write_split(folder: Path, prefix: str, n: int = 3, gz: bool = True) -> tuple
     return images, labels
 
 
-@pytest.fixture(scope="module")
-def test_split(mnist_root) -> MNIST:
-    return load_mnist("mnist", str(mnist_root), "test", download=False, strict=True, device="cpu")
-
-
 # --- read_idx ------------------------------------------------------------------------------
 
 
@@ -64,7 +63,7 @@ def test_read_idx_real_test_split(tmp_path):
 
 
 def test_read_idx_roundtrip(tmp_path):
-    # MNIST's shapes only (images [N, 28, 28], labels [N] in 0..9): see tests/test_bad_input.py
+    # MNIST's shapes only (images [N, 28, 28], labels [N] in 0..9): see the header tests below
     array = (np.arange(2 * 28 * 28) * 3 % 256).reshape(2, 28, 28).astype(np.uint8)
     labels = array[0, 0] % 10
     assert np.array_equal(read_idx(write_idx(tmp_path / "a.gz", array)), array)
@@ -112,6 +111,98 @@ def test_read_idx_rejects_hostile_files(tmp_path, kind):
     with pytest.raises(DataError, match="x-idx3-ubyte") as info:
         read_idx(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+# --- read_idx: the header first, then exactly the bytes it declares -----------------------------
+
+
+def _idx(path: Path, magic: int, dims: tuple[int, ...], payload: bytes) -> Path:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims)
+    data = header + payload
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    return path
+
+
+IMAGES, LABELS = 0x803, 0x801
+
+
+@pytest.mark.parametrize(
+    ("magic", "dims", "payload", "says"),
+    [
+        (IMAGES, (0, 28, 28), b"", "holds 0 images"),
+        (LABELS, (0,), b"", "holds 0 labels"),
+        (IMAGES, (2**31, 28, 28), b"\0" * 784, "not MNIST's ([N, 28, 28] with 1 <= N <= 70,000)"),
+        (IMAGES, (70_001, 28, 28), b"", "not MNIST's"),
+        (IMAGES, (3, 32, 32), b"\0" * 3 * 1024, "not MNIST's"),
+        (LABELS, (2**32 - 1,), b"\0", "not MNIST's ([N] with"),
+        (IMAGES, (3, 28, 28), b"\0" * (3 * 784 - 1), "holds 2351 data bytes"),
+        (IMAGES, (3, 28, 28), b"\0" * (3 * 784 + 5), "holds more than 2352 data bytes"),
+        (LABELS, (4,), bytes([0, 3, 12, 255]), "2 of its 4 labels are >= 10 (the largest is 255)"),
+    ],
+    ids=["0_images", "0_labels", "huge_n", "n_above_70000", "32x32", "huge_labels", "short",
+         "long", "labels_ge_10"],
+)  # fmt: skip
+def test_read_idx_refuses_non_mnist_headers_and_payloads(tmp_path, magic, dims, payload, says):
+    path = _idx(tmp_path / "x-idx-ubyte.gz", magic, dims, payload)
+    with pytest.raises(DataError) as info:
+        read_idx(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and says in message and "\n" not in message
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path):
+    """A fine header (100 images) followed by 1 GiB of zeros in 64 tiny gzip members
+    (one stream to a reader): refused after reading 78,401 bytes, never the whole stream."""
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    header = IMAGES.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (100, 28, 28))
+    zeros = gzip.compress(bytes(2**24), compresslevel=9)  # 16 MiB of zeros in ~16 kB
+    with path.open("wb") as fh:
+        fh.write(gzip.compress(header + bytes(100 * 784)))
+        for _ in range(64):  # 64 x 16 MiB = 1 GiB more
+            fh.write(zeros)
+    assert path.stat().st_size < 2_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="holds more than 78400 data bytes"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000  # inflating it all would hold 1 GiB
+
+
+def test_permission_denied_says_so(tmp_path, monkeypatch):
+    """Simulated (so it runs as root too): a PermissionError is named, never 'download it
+    again'; a folder that cannot be looked into names the folder."""
+    path = _idx(tmp_path / "t10k-labels-idx1-ubyte.gz", LABELS, (2,), b"\0\1")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(gzip, "open", refuse)
+    with pytest.raises(DataError) as info:
+        read_idx(path)
+    assert "permission denied" in str(info.value) and "download" not in str(info.value)
+    monkeypatch.undo()
+    monkeypatch.setattr(Path, "is_file", refuse)
+    with pytest.raises(DataError, match=f"{re.escape(str(tmp_path))}: looking for .*permission"):
+        find_idx(tmp_path, "test")
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 if hasattr(os, "geteuid") else True,
+    reason="running as root (or not on POSIX): chmod does not stop root from reading a file, "
+    "so no real PermissionError can be provoked; test_permission_denied_says_so simulates one",
+)
+def test_an_unreadable_file_is_a_permission_error(tmp_path):
+    path = _idx(tmp_path / "t10k-labels-idx1-ubyte.gz", LABELS, (2,), b"\0\1")
+    path.chmod(0)
+    try:
+        with pytest.raises(DataError, match="permission denied") as info:
+            read_idx(path)
+        assert "download" not in str(info.value)
+    finally:
+        path.chmod(0o644)
 
 
 # --- find_idx ------------------------------------------------------------------------------
@@ -270,11 +361,11 @@ def test_batch_values_are_the_images(test_split):
 
 
 @pytest.mark.parametrize("as_enum", [False, True])
-def test_load_data_from_config(tmp_path, as_enum):
+def test_build_data_from_config(tmp_path, as_enum):
     write_split(tmp_path, "t10k")
     split = enum.Enum("Split", "train test all").test if as_enum else "test"
     cfg = OmegaConf.create(
         {"name": "mnist", "root": str(tmp_path), "split": split, "download": False, "strict": True}
     )
-    data = load_data(cfg, "cpu")
+    data = build_data(cfg, "cpu")
     assert len(data) == 3 and data.source == "mnist"

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,13 @@ def test_the_plan_runs_on_the_cpu_inside_its_budget(tmp_path, mnist_root):
     assert learning["runs"]["off"]["execution"]["compile"] == "off"
     assert report["verdict"]["auto_cuda"] == "off"  # a CPU record never turns CUDA's on
     table = (out / "gpu_check.md").read_text()
-    assert "| dcgan | vanilla | 64 | reduce-overhead |" in table
+    # Which throughput rows fit in the budget depends on the machine's load (a busy 2-core
+    # CI runner takes twice as long for the first items): each row that ran is in the table.
+    for name in ran:
+        if name.startswith("throughput "):
+            model, loss, batch, mode = name.split()[1:]
+            batch = r"\d+" if batch == "big" else batch  # "big": the device's large batch
+            assert re.search(rf"\| {model} \| {loss} \| {batch} \| {re.escape(mode)} \|", table)
     assert "gpu_check: " in done.stdout and "all passed" in done.stdout
 
 

@@ -1,4 +1,6 @@
-"""A finished run's record is never rewritten by a command that does not own it.
+"""A run's folder belongs to its run: a finished run's record is never rewritten by a command
+that does not own it, a folder holding another run is refused, and a live process's lock keeps
+another out.
 
 Real sweeps, as a user runs them: the same sweep twice into one folder (the second is refused
 job by job, and every finished job's results.json stays byte-identical and counted by the
@@ -14,8 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from ganlab.checkpoint import load_checkpoint
+from ganlab.errors import GanlabError
 from ganlab.rundir import REFUSALS_FILE, read_refusals, read_results
-from tests.conftest import TINY, TINY_MODEL, train_cli
+from ganlab.train import train
+from tests.conftest import TINY, TINY_MODEL, TINY_RUN, snapshot, train_cli
 
 SWEEP = ["model=mlp", *TINY, *TINY_MODEL["mlp"], "data=mnist_sample", "trainer.steps=20"]
 
@@ -161,6 +168,49 @@ def test_a_second_process_refused_by_the_lock_leaves_the_live_runs_config(tmp_pa
         assert second.returncode != 0 and "another ganlab process" in second.stderr
         assert hydra_record(run) == before
         assert (run / "results.json").read_bytes() == results
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# --- a folder holding another run, and a live process's lock ----------------------------------
+
+
+def test_a_second_run_in_a_used_folder_is_refused_and_changes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*TINY_RUN, "trainer.steps=4", f"hydra.run.dir={run_dir}"]
+    assert train_cli(*args, cwd=tmp_path).returncode == 0
+    before = snapshot(run_dir)
+    again = train_cli(*args, "loss=hinge", cwd=tmp_path)
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    line = again.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {run_dir} holds another run") and "overwrite" in line
+    assert snapshot(run_dir) == before
+    # Told to overwrite: the old run's files go first, then the new run writes its own.
+    fresh = train_cli(*args, "loss=hinge", "trainer.overwrite=true", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert read_results(run_dir)["loss"] == "hinge"
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["loss"]["name"] == "hinge"
+
+
+def test_a_live_process_holds_its_folder(make_cfg, tmp_path):
+    lock = tmp_path / ".ganlab.lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(GanlabError, match="another ganlab process is training in"):
+            train(make_cfg(*TINY_RUN, "trainer.steps=2"), tmp_path)
+        assert not (tmp_path / "checkpoints").exists()
     finally:
         holder.kill()
         holder.wait()

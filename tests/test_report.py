@@ -12,13 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.image import imread
 
 from ganlab.report import Run, build_report, collect_runs, format_stat, summarize, write_report
 from ganlab.report.runs import read_scalars
-from tests.conftest import tiny
+from tests.conftest import assert_png, tiny
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LOSSES = ("hinge", "vanilla")
 # The numbers every run has, as (results.json path, report.csv column prefix).
 FIELDS = [
@@ -55,12 +53,6 @@ def results_by_loss(sweep_dir: Path) -> dict[str, list[dict]]:
 def read_csv(path: Path) -> dict[str, dict[str, str]]:
     with path.open(newline="") as f:
         return {row["loss"]: row for row in csv.DictReader(f)}
-
-
-def assert_png(path: Path) -> None:
-    assert path.is_file() and path.stat().st_size > 1000, path
-    assert path.read_bytes()[:8] == PNG_MAGIC
-    assert imread(path).ndim == 3  # decodes as an RGB(A) image
 
 
 def assert_stats_match(row: dict[str, str], runs: list[dict]) -> None:
@@ -161,6 +153,13 @@ def test_group_by_two_keys_makes_one_group_per_combination(sweep: Path, tmp_path
             row = table[f"{loss}, {run['seed']}"]
             assert row["runs"] == "1"
             assert float(row["final.loss_g_mean"]) == pytest.approx(run["final"]["loss_g"])
+
+
+@pytest.mark.parametrize("key", ["trainer.batch_size", "batch_size", "data.source"])
+def test_group_by_takes_keys_of_the_overrides_or_results(world, tmp_path, key):
+    rows = build_report(world["sweep"], tmp_path, group_by=key).rows
+    groups = {row.group: len(row.runs) for row in rows}
+    assert groups == {"16" if "batch" in key else "mnist_sample": 1, "–": 2}
 
 
 # --- failures -------------------------------------------------------------------------------

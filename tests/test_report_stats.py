@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from ganlab.report import build_report
 from ganlab.report.plots import cpu_minutes_per_step, group_colors
 from ganlab.report.stats import bootstrap_diff_ci, holm, ranks, welch_df, welch_test
-from tests.test_report import assert_png
+from tests.conftest import assert_png
 
 # --- the statistics -------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Sweeps through Hydra launchers, and the HParams each run leaves for TensorBoard."""
+"""Sweeps through Hydra launchers, the HParams each run leaves for TensorBoard, a sweep with a
+failing job, and a sweep that survives interruption."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from ganlab.checkpoint import load_checkpoint
 from ganlab.rundir import read_results
-from tests.conftest import TINY, tiny, train_cli
+from tests.conftest import TINY, TINY_RUN, tiny, train_cli
 
 SWEEP = [
     "loss=vanilla,hinge",
@@ -74,6 +75,35 @@ def test_submitit_local_launcher(tmp_path):
     assert (tmp_path / "sweep" / ".submitit").is_dir()
 
 
+def test_a_sweep_with_one_bad_job_runs_the_others_and_reports_the_failure(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = train_cli(
+        "-m",
+        *TINY_RUN,
+        "trainer.steps=3",
+        "model.z_dim=0,16",  # z_dim 0 is refused by validate: that job fails
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    jobs = {p.name: p for p in sweep.iterdir() if p.is_dir()}
+    (bad_dir,) = [p for name, p in jobs.items() if "model.z_dim=0," in name]
+    (good_dir,) = [p for name, p in jobs.items() if "model.z_dim=16," in name]
+    bad, good = read_results(bad_dir), read_results(good_dir)
+    assert bad["status"] == "failed" and "model.z_dim" in bad["reason"]
+    assert good["status"] == "completed"
+    assert "1 job(s) of the sweep failed" in proc.stderr
+    report = subprocess.run(
+        [sys.executable, "-m", "ganlab.report", str(sweep), "--group-by", "model.z_dim"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert report.returncode == 0, report.stderr
+    markdown = (sweep / "report.md").read_text()
+    assert "z_dim=0" in markdown and "model.z_dim" in markdown and "failed" in markdown
+
+
 # --- a sweep that survives interruption -------------------------------------------------------
 
 SWEEP_STEPS = 600
@@ -119,6 +149,7 @@ def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_rest(tmp_p
     assert read_results(first)["status"] == "completed"
     assert read_results(second).get("status") != "completed" and not third.exists()
     finished = (first / "results.json").read_bytes(), (first / "checkpoints" / "last.pt").stat()
+    logged = (first / "train.log").read_bytes()
     killed_at = load_checkpoint(second / "checkpoints" / "last.pt")["step"]
     assert 100 <= killed_at < SWEEP_STEPS  # last.pt follows the numbered copy a moment later
 
@@ -129,6 +160,7 @@ def test_a_killed_sweep_run_again_skips_finished_jobs_and_resumes_the_rest(tmp_p
     assert f"resumed from {second / 'checkpoints' / 'last.pt'} at step {killed_at}" in log
     assert (first / "results.json").read_bytes() == finished[0]  # left as it was
     assert (first / "checkpoints" / "last.pt").stat().st_mtime_ns == finished[1].st_mtime_ns
+    assert (first / "train.log").read_bytes() == logged  # skipped: not even a line appended
     for job in (first, second, third):
         results = read_results(job)
         assert results["status"] == "completed" and results["steps"] == SWEEP_STEPS

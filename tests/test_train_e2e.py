@@ -1,4 +1,5 @@
-"""End to end on CPU: every loss x model writes the run-dir contract; learning happens."""
+"""End to end on CPU: every loss x model writes the run-dir contract (its pictures too), the
+newer options train, learning happens."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import math
 
 import pytest
 import torch
+from PIL import Image, ImageSequence
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ganlab.build import build_trainer
 from ganlab.data import load_mnist
 from ganlab.losses import LOSSES
+from ganlab.rundir import read_results
 from ganlab.train import train
-from tests.conftest import tiny
+from tests.conftest import GRID_RUN, TINY_RUN, tiny
 
 
 def read_events(tb_dir):
@@ -64,6 +67,38 @@ def test_every_loss_and_model_writes_the_run_dir(make_cfg, tmp_path, loss, model
     assert [e.step for e in events.Images("samples")] == [2, 4]
     # The logged loss is the mean of what was trained on: finite and equal to results.json.
     assert events.Scalars("loss/G")[-1].value == pytest.approx(results["final"]["loss_g"])
+
+
+def test_grids_are_saved_enlarged_and_progress_gif_has_a_frame_per_grid(make_cfg, tmp_path):
+    train(make_cfg(*GRID_RUN, "trainer.steps=6"), tmp_path)
+    grids = sorted((tmp_path / "samples").glob("*.png"))
+    assert [p.name for p in grids] == ["step_000002.png", "step_000004.png", "step_000006.png"]
+    with Image.open(grids[0]) as png:
+        assert png.size == (3 * 242, 3 * 242)  # 8 x 8 digits of 28 px, 2 px apart, x3
+    with Image.open(tmp_path / "progress.gif") as gif:
+        frames = list(ImageSequence.Iterator(gif))
+        assert len(frames) == len(grids) == gif.n_frames
+        assert gif.size[0] == 3 * 242 and gif.info.get("loop") == 0
+    # TensorBoard keeps the grid at its own size
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
+    acc.Reload()
+    image = acc.Images("samples")[-1]
+    assert (image.width, image.height) == (242, 242)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["penalty=r1", "penalty.every=2", "model.discriminator.spectral_norm=true"],
+        ["loss=hinge", "penalty=dragan", "trainer.ema=0.99"],
+        ["loss=wgan", "recipe=paper"],
+        ["loss=ragan", "penalty=r2", "model.init=dcgan"],
+    ],
+)
+def test_new_options_train_end_to_end(make_cfg, tmp_path, extra):
+    train(make_cfg(*TINY_RUN, "trainer.steps=6", "trainer.log_every=3", *extra), tmp_path)
+    results = read_results(tmp_path)
+    assert results["status"] == "completed" and results["steps"] == 6
 
 
 def pixel_stats(images: torch.Tensor) -> torch.Tensor:

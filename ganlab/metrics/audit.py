@@ -4,7 +4,7 @@ A feature space is fit for FID when FID rises monotonically as real images are c
 little more, rung after rung, with gaps between adjacent rungs larger than the spread that
 resampling causes, and when its real covariance is not degenerate (dead units, a low rank).
 ``scripts/bench_metrics.py --compare-features`` measures candidate layers this way and
-``tests/test_metrics_v2.py`` holds the chosen one to it.
+``tests/test_metrics.py`` holds the chosen one to it.
 
 Each seed splits the real images into two halves: a reference, and images that are corrupted
 a little more at each rung and compared with it. Rung 0 (no corruption) is the real-vs-real

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from ganlab.backbones import PERCEPTUAL_ARCH, MNISTPerceptual
 from ganlab.checkpoint import load_checkpoint, save_checkpoint
 from ganlab.cli import entry_point
-from ganlab.data import MNIST, expand_root, find_idx, sample_mnist
+from ganlab.data import DEFAULT_ROOT, MNIST, expand_root, find_idx, sample_mnist
 from ganlab.errors import GanlabError
 from ganlab.metrics.distances import one_thread
 from ganlab.metrics.reference import official_split
@@ -48,7 +48,6 @@ FEATURE_LAYER = "fc128_pre_relu"  # the layer every metric reads (MNISTClassifie
 # stopping at a cache that no longer matches (the old file stays, for old results).
 CACHE_FILE = Path("classifier") / "mnist_cnn_v2.pt"
 PERCEPTUAL_FILE = Path("classifier") / "mnist_perceptual.pt"
-DEFAULT_DATA_ROOT = "~/.cache/ganlab/mnist"  # the data config's default root
 BATCH_SIZE, LR = 100, 2e-3
 MIN_STEPS, MIN_EPOCHS = 1500, 3  # default length: 30 epochs of the 5,000-image sample
 HOLDOUT = 1000  # images held out for the accuracy when there is no test split
@@ -462,7 +461,7 @@ def cached_sha256(
 def load_or_train(
     network: CachedNetwork,
     cache_dir: str | Path | None = None,
-    data_root: str | Path = DEFAULT_DATA_ROOT,
+    data_root: str | Path = DEFAULT_ROOT,
     device: torch.device | str = "cpu",
     *,
     epochs: int | None = None,
@@ -503,7 +502,7 @@ def load_or_train(
 
 def load_or_train_classifier(
     cache_dir: str | Path | None = None,
-    data_root: str | Path = DEFAULT_DATA_ROOT,
+    data_root: str | Path = DEFAULT_ROOT,
     device: torch.device | str = "cpu",
     *,
     epochs: int | None = None,
@@ -518,7 +517,7 @@ def load_or_train_classifier(
 
 def load_or_train_perceptual(
     cache_dir: str | Path | None = None,
-    data_root: str | Path = DEFAULT_DATA_ROOT,
+    data_root: str | Path = DEFAULT_ROOT,
     device: torch.device | str = "cpu",
     *,
     epochs: int | None = None,
@@ -548,9 +547,7 @@ def _parser() -> argparse.ArgumentParser:
         "(or, with --network perceptual, the perceptual backbone).",
     )
     parser.add_argument("--network", choices=tuple(NETWORKS), default="classifier")
-    parser.add_argument(
-        "--data-root", default=DEFAULT_DATA_ROOT, help="folder with MNIST IDX files"
-    )
+    parser.add_argument("--data-root", default=DEFAULT_ROOT, help="folder with MNIST IDX files")
     parser.add_argument(
         "--epochs", type=int, default=None, help=f"default: at least {MIN_STEPS} steps"
     )

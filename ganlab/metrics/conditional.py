@@ -12,10 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ganlab.digits import N_CLASSES
 from ganlab.metrics.distances import fid
 from ganlab.metrics.evaluator import serve
-
-N_CLASSES = 10
 
 
 def label_accuracy(logits: Tensor, labels: Tensor) -> float:

@@ -11,7 +11,8 @@ import math
 import torch
 from torch import Tensor
 
-NUM_CLASSES = 10
+from ganlab.digits import N_CLASSES
+
 COVERED_FRACTION = 0.01  # a class counts as covered from 1 % of the samples
 LABEL_KL_EPS = 1e-6  # floor on p_real(y): a class real data never shows costs log(1/eps), not ∞
 
@@ -32,7 +33,7 @@ def mnist_score(logits: Tensor) -> float:
 
 def class_histogram(logits: Tensor) -> Tensor:
     """Fraction of samples whose most likely class is y: float64 ``[10]``, sums to 1."""
-    counts = torch.bincount(logits.argmax(1), minlength=NUM_CLASSES).double()
+    counts = torch.bincount(logits.argmax(1), minlength=N_CLASSES).double()
     return counts / counts.sum()
 
 

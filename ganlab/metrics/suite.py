@@ -14,11 +14,16 @@ so a checkpoint re-evaluated later is measured as its run measured it.
   ``reverse_kl`` of ``mode_samples`` images, floored by real stacked images.
 - ``conditional``: a class-conditional generator; ``label_accuracy`` and ``intra_fid`` of n
   images with balanced labels, ``intra_fid`` floored by real training images per class.
+
+``evaluate_images`` measures a fixed set of images (``ganlab-eval --images``: another
+project's samples, a real subset) through the same families, as a generator that hands them
+out in order, and with their labels the conditional family's metrics of those labels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +31,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ganlab.digits import N_CLASSES
 from ganlab.metrics import FLOOR_KEYS
-from ganlab.metrics.conditional import balanced_labels
+from ganlab.metrics.conditional import balanced_labels, label_accuracy
+from ganlab.metrics.evaluator import serve
 from ganlab.metrics.modes import per_channel
 from ganlab.metrics.session import EvaluationSession
 from ganlab.sampling import Generate, generate_labeled, sample_fn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -110,10 +119,25 @@ def _conditional(session: EvaluationSession, spec: GeneratorSpec, req: Request) 
         labels = balanced_labels(n, req.seed)
         req.check()
         images = generate_labeled(spec.generate, spec.z_dim, labels, req.seed, spec.device)
-        metrics = session.conditional()(images, labels)
-        floor = metrics.pop("intra_fid_floor", None)
-        measured[n] = (metrics, {} if floor is None else {"intra_fid": floor})
+        measured[n] = _labelled(session, images, labels)
     return measured
+
+
+def _labelled(
+    session: EvaluationSession, images: Tensor, labels: Tensor
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``label_accuracy`` and ``intra_fid`` (with its floor) of images [n, 1, 28, 28] asked to
+    be ``labels`` [n]; ``label_accuracy`` alone when a class has fewer than 2 images (a subset
+    of the digits), as intra-class FID needs two of each."""
+    counts = torch.bincount(labels.cpu(), minlength=N_CLASSES)
+    if (counts < 2).any():
+        few = ", ".join(str(c) for c in (counts < 2).nonzero().flatten().tolist())
+        log.warning("no intra_fid: digit(s) %s have fewer than 2 labelled images", few)
+        logits = session.evaluator.embed(serve(images), len(images)).logits
+        return {"label_accuracy": label_accuracy(logits, labels)}, {}
+    metrics = session.conditional()(images, labels)
+    floor = metrics.pop("intra_fid_floor", None)
+    return metrics, {} if floor is None else {"intra_fid": floor}
 
 
 FAMILIES: dict[str, Family] = {
@@ -137,4 +161,51 @@ def evaluate(session: EvaluationSession, spec: GeneratorSpec, request: Request) 
     return Evaluation(metrics, floors, {n: session.provenance(n) for n in sizes})
 
 
-__all__ = ["FAMILIES", "Evaluation", "Family", "GeneratorSpec", "Request", "evaluate"]
+def _replay(images: Tensor) -> GeneratorSpec:
+    """A "generator" that hands out ``images`` in order whatever z it is given: each family
+    gets a fresh one, so each reads the set from its first image, as it would draw a
+    generator's from its seed."""
+    position = 0
+
+    def generate(z: Tensor) -> Tensor:
+        nonlocal position
+        batch = images[position : position + len(z)]
+        position += len(z)
+        return batch
+
+    return GeneratorSpec(generate, 1, torch.device("cpu"), 0, images.shape[1])
+
+
+def evaluate_images(
+    session: EvaluationSession, images: Tensor, labels: Tensor | None = None, seed: int = 0
+) -> tuple[int, Evaluation]:
+    """A fixed set of images [m, C, 28, 28] in [-1, 1] measured as a generator's samples: every
+    family that applies to images of C channels (the features of n = min(C·m, ``session.n``)
+    digits; for Stacked MNIST the modes of all m images), and with ``labels`` [m] the
+    conditional family's metrics of the images asked to be those digits. Returns n and the
+    evaluation at n."""
+    n = min(len(images) * images.shape[1], session.n)
+    request = Request((n,), seed, mode_samples=len(images))
+    metrics: dict[str, float] = {}
+    floors: dict[str, float] = {}
+    for family in FAMILIES.values():
+        if family.applies(_replay(images)):
+            values, floor = family.measure(session, _replay(images), request)[n]
+            metrics.update(values)
+            floors.update(floor)
+    if labels is not None:
+        values, floor = _labelled(session, images, labels)
+        metrics.update(values)
+        floors.update(floor)
+    return n, Evaluation({n: metrics}, {n: floors}, {n: session.provenance(n)})
+
+
+__all__ = [
+    "FAMILIES",
+    "Evaluation",
+    "Family",
+    "GeneratorSpec",
+    "Request",
+    "evaluate",
+    "evaluate_images",
+]

@@ -8,7 +8,7 @@
 
 Every random number (initialisation, order, augmentation) comes from ``seed``, drawn on the
 CPU: the same data gives the same weights, bit for bit, in every process on one machine
-(tests/test_metrics_v2.py checks two), whatever the training device's own RNG does.
+(tests/test_classifier.py checks two), whatever the training device's own RNG does.
 """
 
 from __future__ import annotations

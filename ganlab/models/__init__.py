@@ -11,19 +11,16 @@ path: a config read from a checkpoint or a run folder cannot choose code to run.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from ganlab.errors import GanlabError
 from ganlab.models import dcgan, mlp
-from ganlab.models.layers import CONDITIONINGS, INITS, N_CLASSES, dcgan_init_
+from ganlab.models.layers import CONDITIONINGS, INITS, Critic, GeneratorBase, dcgan_init_
 
 # name -> (Generator, Discriminator) classes; model.generator / model.discriminator are
 # their keyword arguments (G also gets model.z_dim).
-MODELS: dict[str, tuple[type[nn.Module], type[nn.Module]]] = {
+MODELS: dict[str, tuple[type[GeneratorBase], type[Critic]]] = {
     "mlp": (mlp.Generator, mlp.Discriminator),
     "dcgan": (dcgan.Generator, dcgan.Discriminator),
 }
@@ -63,16 +60,24 @@ def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
     return kwargs
 
 
+def _plain(value: Any) -> Any:
+    """Mappings as dicts and sequences as lists, all the way down (strings stay strings)."""
+    if isinstance(value, Mapping):
+        return {key: _plain(v) for key, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [_plain(v) for v in value]
+    return value
+
+
 def build_models(
     model_cfg: Mapping[str, Any], cond: str = "none", image_channels: int = 1
-) -> tuple[nn.Module, nn.Module]:
+) -> tuple[GeneratorBase, Critic]:
     """(G, D) of the registered ``model.name`` with ``model.generator`` / ``discriminator``;
     ``cond`` (``CONDITIONINGS``) makes both class-conditional; ``image_channels`` (the
     data's, ``ganlab.data.image_channels``) is G's output and D's input per sample."""
     if cond not in CONDITIONINGS:
         raise GanlabError(f"unknown cond {cond!r}; choose one of {', '.join(CONDITIONINGS)}")
-    if isinstance(model_cfg, DictConfig):
-        model_cfg = OmegaConf.to_container(model_cfg, resolve=True)
+    model_cfg = _plain(model_cfg)  # a config node (a read-only mapping) as dicts and lists
     if not isinstance(model_cfg, Mapping):
         raise GanlabError(f"invalid model config: {model_cfg!r}")
     name = model_cfg.get("name")
@@ -87,8 +92,12 @@ def build_models(
         raise GanlabError(f"invalid value for model.init: {init!r} (one of {', '.join(INITS)})")
     G_args = _arguments(G_cls, "model.generator", model_cfg.get("generator"))
     D_args = _arguments(D_cls, "model.discriminator", model_cfg.get("discriminator"))
-    n_classes = N_CLASSES if cond != "none" else 0
-    G = G_cls(z_dim=z_dim, n_classes=n_classes, image_channels=image_channels, **G_args)
+    G = G_cls(
+        z_dim=z_dim,
+        n_classes=CONDITIONINGS[cond].n_classes,
+        image_channels=image_channels,
+        **G_args,
+    )
     D = D_cls(cond=cond, image_channels=image_channels, **D_args)
     if init == "dcgan":
         dcgan_init_(G)
@@ -96,4 +105,4 @@ def build_models(
     return G, D
 
 
-__all__ = ["MODELS", "build_models"]
+__all__ = ["MODELS", "Critic", "GeneratorBase", "build_models"]

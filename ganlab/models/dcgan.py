@@ -5,23 +5,22 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ganlab.models.layers import (
-    ConditionalHead,
     Critic,
+    GeneratorBase,
     LabelInput,
     spectralize,
 )
 
 
-class Generator(nn.Module):
+class Generator(GeneratorBase):
     """z [N, z_dim] -> [N, 2c, 7, 7] -> [N, c, 14, 14] -> [N, C, 28, 28] in [-1, 1]
     (C = ``image_channels``: 1, or 3 for stacked MNIST; c = ``channels``, the width)."""
 
     def __init__(
         self, z_dim: int = 100, channels: int = 64, n_classes: int = 0, image_channels: int = 1
     ):
-        super().__init__()
+        super().__init__(z_dim, n_classes, image_channels)
         c = channels
-        self.z_dim, self.n_classes, self.image_channels = z_dim, n_classes, image_channels
         width = z_dim  # conditional: z ⊙ embed(y), as wide as z
         self.net = nn.Sequential(
             nn.ConvTranspose2d(width, 2 * c, 7, 1, 0, bias=False),  # [N, 2c, 7, 7]
@@ -59,9 +58,8 @@ class Discriminator(Critic):
         pack: int = 1,
         image_channels: int = 1,
     ):
-        super().__init__()
+        super().__init__(cond, pack, image_channels)
         c = channels
-        self.pack = pack
         self.body = nn.Sequential(
             nn.Conv2d(pack * image_channels, c, 4, 2, 1),  # [N, c, 14, 14]
             nn.LeakyReLU(0.2),
@@ -70,7 +68,6 @@ class Discriminator(Critic):
             nn.Flatten(),  # [N, 2c * 49]
         )
         self.head = nn.Linear(2 * c * 7 * 7, 1)
-        if cond != "none":  # created last: an unconditional D draws the same initial weights
-            self.conditional = ConditionalHead(cond, 2 * c * 7 * 7)
+        self.add_conditioning(2 * c * 7 * 7)
         if spectral_norm:  # D only: a Lipschitz bound for the critic
             spectralize(self)

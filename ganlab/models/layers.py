@@ -1,10 +1,16 @@
-"""What every model family shares: spectral normalisation and the DCGAN initialisation."""
+"""What every model family shares: the capabilities G and D declare (``GeneratorBase``,
+``Critic``), the class conditionings (``CONDITIONINGS``), spectral normalisation and the
+DCGAN initialisation."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from ganlab.digits import N_CLASSES
 
 INITS = ("default", "dcgan")  # model.init: PyTorch's own, or Radford et al. 2016's N(0, 0.02)
 _WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
@@ -33,8 +39,47 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-CONDITIONINGS = ("none", "projection", "acgan")  # cond.name
-N_CLASSES = 10
+@dataclass(frozen=True)
+class Conditioning:
+    """A class conditioning (``cond.name``): what it makes G and D do."""
+
+    name: str
+    labels: bool  # G draws images of given classes and D scores them with their labels
+    projection: bool = False  # D adds <embed(y), φ(x)> to its score (Miyato & Koyama 2018)
+    classifier: bool = False  # D has a class head; both add its cross-entropy (Odena et al. 2017)
+
+    @property
+    def n_classes(self) -> int:
+        """The classes G and D are conditioned on: 10, or 0 for an unconditional pair."""
+        return N_CLASSES if self.labels else 0
+
+
+CONDITIONINGS: dict[str, Conditioning] = {
+    c.name: c
+    for c in (
+        Conditioning("none", labels=False),
+        Conditioning("projection", labels=True, projection=True),
+        Conditioning("acgan", labels=True, classifier=True),
+    )
+}
+
+
+class GeneratorBase(nn.Module):
+    """What every G declares, so nothing has to guess: its noise width ``z_dim``, its
+    ``n_classes`` (0: unconditional; else ``G(z, y)`` needs labels y in 0..n_classes-1) and
+    the ``image_channels`` of its images [N, C, 28, 28] in [-1, 1]."""
+
+    z_dim: int
+    n_classes: int = 0
+    image_channels: int = 1
+
+    def __init__(self, z_dim: int, n_classes: int, image_channels: int):
+        super().__init__()
+        self.z_dim, self.n_classes, self.image_channels = z_dim, n_classes, image_channels
+
+    @property
+    def conditional(self) -> bool:
+        return self.n_classes > 0
 
 
 LABEL_EMBEDDING = 32  # width of the class embedding G's input concatenates to z
@@ -77,19 +122,19 @@ class ConditionalHead(nn.Module):
     - ``acgan`` (Odena et al. 2017): a 10-way class head, ``classify(φ(x))`` -> logits.
     """
 
-    def __init__(self, cond: str, features: int, n_classes: int = N_CLASSES):
+    def __init__(self, cond: Conditioning, features: int):
         super().__init__()
-        self.cond = cond
-        if cond == "projection":
-            self.embed = nn.Embedding(n_classes, features)
+        self.projection = cond.projection
+        if cond.projection:
+            self.embed = nn.Embedding(cond.n_classes, features)
             # Small, as in the SN-GAN code (Glorot): N(0, 1) rows over thousands of features
             # would make the projection term dwarf D's score at the start.
             nn.init.xavier_uniform_(self.embed.weight)
-        elif cond == "acgan":
-            self.classes = nn.Linear(features, n_classes)
+        if cond.classifier:
+            self.classes = nn.Linear(features, cond.n_classes)
 
     def score(self, scores: Tensor, features: Tensor, y: Tensor | None) -> Tensor:
-        if self.cond != "projection":
+        if not self.projection:
             return scores
         if y is None:
             raise ValueError("a projection discriminator needs labels y")
@@ -101,8 +146,8 @@ class ConditionalHead(nn.Module):
 
 class Critic(nn.Module):
     """What every D shares: ``body`` (x -> last hidden features), ``head`` (-> one raw score)
-    and, for a conditional D, ``conditional`` (a ConditionalHead).
-
+    and, for a conditional D, ``conditional`` (a ConditionalHead); and what it declares:
+    its conditioning ``cond``, ``n_classes`` (0: unconditional), ``image_channels`` and
     ``pack`` (PacGAN, Lin et al. 2018; ``ganlab.packing``): D scores packs of that many
     samples concatenated along channels, so its input is [N/pack, pack·C, 28, 28]; the
     trainer packs every batch before D (one score per pack).
@@ -110,7 +155,18 @@ class Critic(nn.Module):
 
     body: nn.Module
     head: nn.Module
-    pack: int = 1
+    conditional: ConditionalHead  # a conditional D's only (add_conditioning)
+
+    def __init__(self, cond: str, pack: int, image_channels: int):
+        super().__init__()
+        self.cond = CONDITIONINGS[cond]
+        self.n_classes, self.pack, self.image_channels = self.cond.n_classes, pack, image_channels
+
+    def add_conditioning(self, features: int) -> None:
+        """The conditional head on ``features`` hidden units; created after the rest, so an
+        unconditional D draws the same initial weights as before conditioning existed."""
+        if self.cond.labels:
+            self.conditional = ConditionalHead(self.cond, features)
 
     def forward(
         self, x: Tensor, y: Tensor | None = None, return_features: bool = False
@@ -119,7 +175,7 @@ class Critic(nn.Module):
         (features, scores) from the same pass."""
         features = self.body(x)
         scores = self.head(features).squeeze(1)
-        if hasattr(self, "conditional"):
+        if self.cond.labels:
             scores = self.conditional.score(scores, features, y)
         return (features, scores) if return_features else scores
 

@@ -8,8 +8,8 @@ from torch import Tensor, nn
 
 from ganlab.models.layers import (
     LABEL_EMBEDDING,
-    ConditionalHead,
     Critic,
+    GeneratorBase,
     LabelInput,
     spectralize,
 )
@@ -22,7 +22,7 @@ def _stack(sizes: Sequence[int]) -> list[nn.Module]:
     return layers
 
 
-class Generator(nn.Module):
+class Generator(GeneratorBase):
     """z [N, z_dim] -> hidden... -> C·784 -> tanh -> images [N, C, 28, 28] in [-1, 1]
     (C = ``image_channels``: 1, or 3 for stacked MNIST)."""
 
@@ -33,8 +33,7 @@ class Generator(nn.Module):
         n_classes: int = 0,
         image_channels: int = 1,
     ):
-        super().__init__()
-        self.z_dim, self.n_classes, self.image_channels = z_dim, n_classes, image_channels
+        super().__init__(z_dim, n_classes, image_channels)
         width = z_dim + (LABEL_EMBEDDING if n_classes else 0)  # conditional: [z, embed(y)]
         self.net = nn.Sequential(
             *_stack([width, *hidden]), nn.Linear(hidden[-1], image_channels * 784), nn.Tanh()
@@ -60,11 +59,9 @@ class Discriminator(Critic):
         pack: int = 1,
         image_channels: int = 1,
     ):
-        super().__init__()
-        self.pack = pack
+        super().__init__(cond, pack, image_channels)
         self.body = nn.Sequential(nn.Flatten(), *_stack([pack * image_channels * 784, *hidden]))
         self.head = nn.Linear(hidden[-1], 1)
-        if cond != "none":  # created last: an unconditional D draws the same initial weights
-            self.conditional = ConditionalHead(cond, hidden[-1])
+        self.add_conditioning(hidden[-1])
         if spectral_norm:  # D only: a Lipschitz bound for the critic
             spectralize(self)

@@ -1,5 +1,6 @@
-"""TensorBoard as a user sees it: a tiny 2-run sweep, TensorBoard's own HTTP data endpoints,
-and screenshots of its HParams and Scalars pages in a headless Chromium.
+"""What TensorBoard shows of runs: the HParams a run declares (columns, domains, status, data
+source), then, as a user sees it, a tiny 2-run sweep through TensorBoard's own HTTP data
+endpoints and screenshots of its HParams and Scalars pages in a headless Chromium.
 
 The browser part needs Debian's chromium (``apt-get install -y chromium``; ``.ci/run``
 installs it) and is skipped, saying so, where there is none. Screenshots go to tmp, or to
@@ -22,8 +23,64 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
+from tensorboard.plugins.hparams import api_pb2
 
-from tests.conftest import train_cli
+from ganlab.losses import LOSSES as ALL_LOSSES
+from ganlab.tracking import HPARAMS_SUFFIX, STATUSES
+from ganlab.train import train
+from tests.conftest import hparams_records, tiny, train_cli, value
+
+# --- HParams --------------------------------------------------------------------------------
+
+
+FIRST_COLUMNS = ["loss", "model", "seed", "lr", "n_critic", "batch_size", "penalty", "ema"]
+
+
+def test_a_run_declares_its_hparams_columns_domains_status_and_data_source(
+    make_cfg, tmp_path, mnist_root
+):
+    # data=mnist with no MNIST under data.root: training falls back to the sample
+    cfg = make_cfg(
+        *tiny("mlp"),
+        "trainer.steps=4",
+        f"data.root={tmp_path / 'no-mnist'}",
+        "data.download=false",
+        "metrics.enabled=true",
+        "metrics.n_samples=200",
+        "metrics.floor=false",
+    )
+    assert cfg.data.name == "mnist"
+    train(cfg, tmp_path / "run")
+    records = hparams_records(tmp_path / "run" / "tb")
+    experiment = records["experiment"]
+    infos = {info.name: info for info in experiment.hparam_infos}
+    names = [info.name for info in experiment.hparam_infos]
+    assert names[:10] == [*FIRST_COLUMNS, "data", "status"]
+    # what identifies a run is ticked in the dashboard (it ticks the "differs" columns)
+    assert [info.name for info in experiment.hparam_infos if info.differs] == FIRST_COLUMNS[:5]
+    assert [v.string_value for v in infos["loss"].domain_discrete.values] == sorted(ALL_LOSSES)
+    assert [v.string_value for v in infos["status"].domain_discrete.values] == sorted(STATUSES)
+    assert infos["seed"].domain_interval.min_value == 0
+    assert infos["ema"].domain_interval.max_value == 1
+    # the metric columns: the primary metric first, then the others, then the losses
+    tags = [m.name.tag for m in experiment.metric_infos]
+    # metrics_final/ (the final evaluation) where the run logs one, else the metrics/ curve
+    assert [t.split("/")[0] for t in tags[:3]] == [tags[0].split("/")[0]] * 3
+    assert [t.partition("/")[2] for t in tags[:3]] == ["fid", "mnist_score", "classes_covered"]
+    assert "loss/G" in tags and all(tag in records["scalars"] for tag in tags)
+    # the session: the actual data source, the status; the dashboard's status too
+    start = records["session_start_info"]
+    assert value(start, "data") == "mnist_sample" and value(start, "status") == "completed"
+    assert value(start, "loss") == "vanilla" and value(start, "model") == "mlp"
+    assert start.group_name == f"run ({tmp_path.name})"
+    assert records["session_end_info"].status == api_pb2.STATUS_SUCCESS
+    # nothing in the Scalars dashboard's way: no hparam/* one-point charts
+    assert not [tag for tag in records["scalars"] if tag.startswith("hparam")]
+    assert len(list((tmp_path / "run" / "tb").glob(f"*{HPARAMS_SUFFIX}"))) == 1
+
+
+# --- a sweep in TensorBoard, as a user sees it ------------------------------------------------
+
 
 CHROMIUM = next(
     (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
