@@ -25,6 +25,7 @@ from ganlab.execution import resolve_compile
 from ganlab.losses import get_loss
 from ganlab.metrics.classifier import (
     CLASSIFIER,
+    FEATURES,
     PERCEPTUAL,
     cached_sha256,
     load_or_train_classifier,
@@ -108,7 +109,8 @@ def load_backbone(name: str, data_root: str | Path, device: torch.device) -> nn.
 
     Only ``mnist_classifier`` (which the config check allows only with
     ``aux_params.allow_metric_backbone=true``) is the metrics classifier: any other backbone
-    whose weights hash to the cached metrics classifier's is refused, whatever its name.
+    whose weights hash to a cached metric network's (the classifier's, the feature network's)
+    is refused, whatever its name.
     """
     if name == METRIC_BACKBONE:
         net, info = load_or_train_classifier(data_root=data_root, device=device)
@@ -133,12 +135,13 @@ def load_backbone(name: str, data_root: str | Path, device: torch.device) -> nn.
             f"(one of {', '.join(BACKBONES)})"
         )
     sha = weights_sha256(net)
-    if sha == cached_sha256(CLASSIFIER):
-        raise GanlabError(
-            f"the perceptual backbone {name} has the metrics classifier's weights (sha256 "
-            f"{sha[:12]}): G would train on the network that measures it; rebuild the "
-            f"backbone with {PERCEPTUAL.rebuild}"
-        )
+    for metric_net in (CLASSIFIER, FEATURES):
+        if sha == cached_sha256(metric_net):
+            raise GanlabError(
+                f"the perceptual backbone {name} has the {metric_net.what}'s weights (sha256 "
+                f"{sha[:12]}): G would train on the network that measures it; rebuild the "
+                f"backbone with {PERCEPTUAL.rebuild}"
+            )
     return net.to(device).eval().requires_grad_(False)
 
 

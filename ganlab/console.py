@@ -60,7 +60,8 @@ def results_table(metrics: Mapping[str, float], evaluation: Mapping[str, Any] | 
     if evaluation:
         head += (
             f" ({evaluation.get('n_samples', 0):,} samples vs {evaluation.get('reference')}; "
-            f"classifier {str(evaluation.get('classifier_sha256', ''))[:12]})"
+            f"label reader {str(evaluation.get('classifier_sha256', ''))[:12]}, "
+            f"features {str(evaluation.get('feature_network_sha256', 'none'))[:12]})"
         )
     return "\n".join([f"{head}:", *("  " + line for line in _align(rows, left=1))])
 

@@ -52,7 +52,7 @@ ROWS = {"noise": (0.1, 0.2, 0.4, 0.8), "blur": (1.0, 2.0), "erase": (7, 12)}
 SEEDS = (0, 1, 2)
 # How well each classifier still reads digits a young GAN draws speckled: test accuracy under
 # Gaussian noise (σ in [-1, 1] units) and salt and pepper (fraction of pixels).
-ROBUSTNESS = (("noise", 0.2), ("noise", 0.3), ("salt", 0.02), ("salt", 0.05))
+ROBUSTNESS = (("noise", 0.2), ("noise", 0.3), ("saltpepper", 0.02), ("saltpepper", 0.05))
 
 
 def timed(fn):

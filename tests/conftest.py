@@ -28,10 +28,14 @@ from ganlab.data import load_mnist, load_sample
 from ganlab.metrics.classifier import (
     ARCH,
     CACHE_FILE,
+    FEATURES,
     MNISTClassifier,
     load_classifier,
+    load_network,
     save_classifier,
+    save_network,
     train_classifier,
+    train_network,
 )
 from ganlab.rundir import read_results
 from ganlab.train import train
@@ -65,15 +69,9 @@ def sample_subset(step: int, start: int = 0) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(images[start::step]), torch.from_numpy(labels[start::step])
 
 
-def quick_classifier(cache: Path) -> tuple[MNISTClassifier, dict]:
-    """A classifier trained for seconds (2,500 sample images, 3 epochs), cached under cache.
-
-    Tests that need real features share it through a directory of the session's base temp,
-    as the CLIs share ~/.cache/ganlab: the first caller trains, the others load.
-    """
-    path = cache / CACHE_FILE
-    if path.is_file():
-        return load_classifier(path)
+def _quick_data() -> tuple[tuple[torch.Tensor, ...], tuple[str, str]]:
+    """(train images, labels, test images, labels), (sources): 2,500 sample images to train
+    on, 2,000 real test images (or, in a bare clone, 2,000 of the other sample half)."""
     images, labels = sample_subset(2)
     if HAVE_SHARED:
         test = load_mnist("mnist", str(SHARED_MNIST), "test", False, True, "cpu")
@@ -87,25 +85,45 @@ def quick_classifier(cache: Path) -> tuple[MNISTClassifier, dict]:
         keep = torch.randperm(len(odd_images), generator=torch.Generator().manual_seed(0))[:2000]
         test_images, test_labels = odd_images[keep], odd_labels[keep]
         test_source = "mnist_sample[1::2], 2000 shuffled"
+    return (images, labels, test_images, test_labels), ("mnist_sample[::2]", test_source)
+
+
+def quick_classifier(cache: Path) -> tuple[MNISTClassifier, dict]:
+    """A classifier trained for seconds (2,500 sample images, 3 epochs), cached under cache.
+
+    Tests that need real features share it through a directory of the session's base temp,
+    as the CLIs share ~/.cache/ganlab: the first caller trains, the others load.
+    """
+    path = cache / CACHE_FILE
+    if path.is_file():
+        return load_classifier(path)
+    data, (train_source, test_source) = _quick_data()
     model, info = train_classifier(
-        images,
-        labels,
-        test_images,
-        test_labels,
-        epochs=3,
-        train_source="mnist_sample[::2]",
-        test_source=test_source,
+        *data, epochs=3, train_source=train_source, test_source=test_source
     )
     save_classifier(path, model, info)
+    return model, info
+
+
+def quick_features(cache: Path) -> tuple[MNISTClassifier, dict]:
+    """The metrics feature network trained as quickly (``quick_classifier``), cached beside it."""
+    path = cache / FEATURES.cache_file
+    if path.is_file():
+        return load_network(path, FEATURES)
+    data, sources = _quick_data()
+    model, info = train_network(FEATURES, data, epochs=3, sources=sources)
+    save_network(path, model, info, FEATURES)
     return model, info
 
 
 @pytest.fixture(scope="session", autouse=True)
 def ganlab_cache(tmp_path_factory) -> Path:
     """$GANLAB_CACHE for the whole session, subprocesses included, holding a quickly trained
-    classifier: no test trains the real one (minutes) or writes to ~/.cache."""
+    classifier and feature network: no test trains the real ones (minutes) or writes to
+    ~/.cache."""
     cache = tmp_path_factory.getbasetemp() / "ganlab-cache"
     quick_classifier(cache)
+    quick_features(cache)
     os.environ["GANLAB_CACHE"] = str(cache)
     return cache
 

@@ -426,10 +426,17 @@ def test_run_folders_are_named_by_loss_and_model_and_a_bad_value_leaves_none(tmp
 
 def test_a_single_run_ends_with_a_results_table():
     metrics = {"fid": 123.456, "kid": 7.0, "mnist_score": 8.5, "fid_floor": 10.2, "kid_floor": 1.0}
-    text = results_table(metrics, {"n_samples": 10000, "reference": "mnist/test",
-                                   "classifier_sha256": "12fd5e2f3af5" + "0" * 52})  # fmt: skip
+    evaluation = {
+        "n_samples": 10000,
+        "reference": "mnist/test",
+        "classifier_sha256": "12fd5e2f3af5" + "0" * 52,
+        "feature_network_sha256": "bc656e2e3a49" + "1" * 52,
+    }
+    text = results_table(metrics, evaluation)
     lines = text.splitlines()
-    assert lines[0] == "results (10,000 samples vs mnist/test; classifier 12fd5e2f3af5):"
+    assert lines[0] == (
+        "results (10,000 samples vs mnist/test; label reader 12fd5e2f3af5, features bc656e2e3a49):"
+    )
     assert lines[1].split() == ["metric", "value", "real", "floor", "better"]
     assert lines[2].split() == ["fid", "123.5", "10.2", "lower"]
     assert lines[4].split() == ["mnist_score", "8.5", "higher"]

@@ -28,14 +28,15 @@ from ganlab.metrics import METRIC_KEYS
 from ganlab.sample import parse_args
 from ganlab.sampling import SEED_MAX
 from ganlab.train import train
-from tests.conftest import HAVE_SHARED, quick_classifier
+from tests.conftest import HAVE_SHARED, quick_classifier, quick_features
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
-    """$GANLAB_CACHE holding a quickly trained classifier: the CLIs load it, never train."""
+    """$GANLAB_CACHE holding the quick metric networks: the CLIs load them, never train."""
     root = tmp_path_factory.getbasetemp() / "ganlab-cache"
     quick_classifier(root)
+    quick_features(root)
     return root
 
 
@@ -93,7 +94,7 @@ def test_evaluate_cli_prints_a_table_and_json(run_dir, cache, tmp_path, monkeypa
     table, _, printed = done.stdout.partition("\n{")
     assert json.loads("{" + printed) == report
     lines = table.splitlines()  # "results (300 samples vs ...):", the header, the metrics
-    assert lines[0].startswith("results (300 samples vs mnist/test; classifier ")
+    assert lines[0].startswith("results (300 samples vs mnist/test; label reader ")
     assert [line.split()[0] for line in lines[2:]] == list(METRIC_KEYS)
 
     assert report["checkpoint"] == str(run_dir / "checkpoints" / "last.pt")

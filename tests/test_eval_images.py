@@ -23,7 +23,7 @@ from ganlab.metrics import METRIC_KEYS
 from ganlab.metrics.evaluator import serve
 from ganlab.sampling import save_samples, stream_npz
 from ganlab.stacked import stack_digits
-from tests.conftest import quick_classifier, sample_subset, write_idx
+from tests.conftest import quick_classifier, quick_features, sample_subset, write_idx
 
 N = 1000  # scored images: k-NN and KID need >= 100; FID's bias is small beside the effects
 
@@ -80,7 +80,12 @@ def _score(path: Path, root: Path, **kwargs) -> dict:
 def test_cli_scores_real_digits_near_the_real_floor(cli_report, real_npz, ganlab_cache):
     report, table = cli_report
     lines = table.splitlines()
-    assert lines[0].startswith(f"results ({N:,} samples vs mnist/test; classifier ")
+    reader, features = (
+        report[key]["weights_sha256"][:12] for key in ("classifier", "feature_network")
+    )
+    assert lines[0] == (
+        f"results ({N:,} samples vs mnist/test; label reader {reader}, features {features}):"
+    )
     assert [line.split()[0] for line in lines[2:]] == list(METRIC_KEYS)  # no labels: no rows
     assert report["images"] == {
         "path": str(real_npz),
@@ -95,6 +100,9 @@ def test_cli_scores_real_digits_near_the_real_floor(cli_report, real_npz, ganlab
     assert report["evaluation"]["images"] == str(real_npz)
     assert report["classifier"] == quick_classifier(ganlab_cache)[1]
     assert report["evaluation"]["classifier_sha256"] == report["classifier"]["weights_sha256"]
+    assert report["feature_network"] == quick_features(ganlab_cache)[1]
+    sha = report["evaluation"]["feature_network_sha256"]
+    assert sha == report["feature_network"]["weights_sha256"]
     assert report["data"]["reference_images"] == 2000
     metrics, floor = report["metrics"], report["floor"]
     assert tuple(metrics) == tuple(floor) == METRIC_KEYS

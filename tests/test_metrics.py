@@ -20,12 +20,14 @@ from torchvision.transforms.functional import gaussian_blur
 from ganlab.metrics import DIRECTIONS, METRIC_KEYS
 from ganlab.metrics import manifold as manifold_module
 from ganlab.metrics.audit import LADDERS, ladder_fids, separation
+from ganlab.metrics.audit import corrupt as audit_corrupt
 from ganlab.metrics.distances import fid, fid_infinity, kid, mmd2_unbiased
 from ganlab.metrics.evaluator import Evaluator, real_floor, serve
 from ganlab.metrics.labels import classes_covered, label_kl, mnist_score
 from ganlab.metrics.manifold import prdc
 from ganlab.metrics.session import EvaluationSession
-from tests.conftest import quick_classifier, scalars, tiny_run
+from ganlab.runtime import to_signed_unit
+from tests.conftest import quick_classifier, quick_features, scalars, tiny_run
 
 CPU = torch.device("cpu")
 
@@ -34,6 +36,12 @@ CPU = torch.device("cpu")
 def classifier(tmp_path_factory):
     """Trained for seconds; shared with the other test modules through the session's temp."""
     return quick_classifier(tmp_path_factory.getbasetemp() / "ganlab-cache")[0]
+
+
+@pytest.fixture(scope="session")
+def features(tmp_path_factory):
+    """The quick feature network, beside the quick classifier."""
+    return quick_features(tmp_path_factory.getbasetemp() / "ganlab-cache")[0]
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +54,10 @@ def clean(test_split) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def evaluator(classifier, test_split) -> Evaluator:
+def evaluator(classifier, features, test_split) -> Evaluator:
     """Reference: 1,000 of the clean images (clean[:1000]); clean[1000:] is other real data."""
-    return Evaluator(classifier, test_split.images[:5000], n_samples=1000, kid_subsets=20)
+    real = test_split.images[:5000]
+    return Evaluator(classifier, features, real, n_samples=1000, kid_subsets=20)
 
 
 # --- references: plain float64 NumPy/SciPy, written from the papers' formulas -----------------
@@ -165,6 +174,24 @@ def test_fid_grows_along_a_corruption_ladder(evaluator, clean, kind, levels):
         fids.append(fid(evaluator.real.features, features))
     assert all(lo < hi for lo, hi in zip(fids, fids[1:], strict=False)), fids
     assert fids[-1] > 10 * fids[0], fids  # the ladder spans far more than the real-real floor
+
+
+def test_the_feature_network_sees_the_salt_the_label_reader_reads_through(
+    evaluator, classifier, clean
+):
+    """The salt ladder (metrics v3's reason, issue 27): white pixels on 0.5, 1 and 2 % of the
+    pixels of other real test images raise FID on the feature network rung by rung, 2 % to at
+    least 3x the clean images' (on the 5,000-image sample vs the test split the cached network
+    gives 61x: docs/metrics), while the label reader, trained to read speckled digits, still
+    reads them (its features alone would hardly move: the defect metrics v2 could not see)."""
+    x = to_signed_unit(clean[1000:2000])
+    levels = (0, 0.005, 0.01, 0.02)
+    salted = [audit_corrupt(x, "salt", level, torch.Generator().manual_seed(0)) for level in levels]
+    fids = [evaluator(serve(images), 1000)["fid"] for images in salted]
+    assert all(lo < hi for lo, hi in zip(fids, fids[1:], strict=False)), fids
+    assert fids[-1] >= 3 * fids[0], fids
+    labels = [classifier(images).argmax(1) for images in (salted[0], salted[-1])]
+    assert (labels[0] == labels[1]).double().mean() > 0.9  # the same digits, read through salt
 
 
 def serve_corrupted(images: torch.Tensor, kind: str = "noise", level: float = 0.4):
@@ -357,21 +384,26 @@ def test_each_curve_has_one_sample_count_and_its_own_floor(make_cfg, tmp_path, m
     assert events["metrics_final/fid_floor"][0].value == pytest.approx(metrics["fid_floor"])
 
 
-def test_metrics_at_several_sizes_come_from_one_draw(quick, test_split):
-    evaluator = Evaluator(quick[0], test_split.images[:1000], n_samples=600, kid_subsets=5)
+def test_metrics_at_several_sizes_come_from_one_draw(quick, features, test_split):
+    real = test_split.images[:1000]
+    evaluator = Evaluator(quick[0], features, real, n_samples=600, kid_subsets=5)
     other = test_split.images[1000:1600]
     both = evaluator.at(serve(other), (200, 600))
     assert both[600] == evaluator(serve(other), 600)
     assert both[200] == evaluator(serve(other[:200]), 200)  # the first 200 of the draw
 
 
-def test_each_session_says_which_classifier_it_uses(quick, mnist_root, caplog):
+def test_each_session_says_which_metric_networks_it_uses(quick, features, mnist_root, caplog):
     with caplog.at_level(logging.INFO, logger="ganlab.metrics.session"):
-        EvaluationSession(mnist_root, CPU, 200)
+        session = EvaluationSession(mnist_root, CPU, 200)
     info = quick[1]
-    line = f"metrics classifier {info['weights_sha256'][:12]}, "
-    line += f"{100 * info['test_accuracy']:.2f}% on {info['test_source']}"
-    assert line in caplog.text
+    line = f"label reader {info['weights_sha256'][:12]} "
+    line += f"({100 * info['test_accuracy']:.2f}% on {info['test_source']}), feature network "
+    assert line + session.features_info["weights_sha256"][:12] in caplog.text
+    provenance = session.provenance(200)
+    assert provenance["classifier_sha256"] == info["weights_sha256"]
+    assert provenance["feature_network_sha256"] == session.features_info["weights_sha256"]
+    assert provenance["feature_network_sha256"] != provenance["classifier_sha256"]
 
 
 # --- the features: every corruption ladder, in every seed -------------------------------------

@@ -319,3 +319,31 @@ def test_slim_copies_of_a_sweep_give_the_same_report_without_the_bulk(sweep, tmp
         [sys.executable, str(script), str(sweep), str(slim)], capture_output=True, text=True
     )
     assert again.returncode == 2 and "already holds" in again.stderr  # nothing overwritten
+
+
+def test_runs_measured_with_different_feature_networks_are_not_ranked_together(sweep, tmp_path):
+    """A run re-scored (or trained) with another feature network has FIDs on another scale:
+    the report refuses, in one line naming the runs and the hashes, unless --mixed-metrics;
+    a run from before metrics v3 (no hash recorded) counts as a network of its own."""
+    mixed = tmp_path / "mixed"
+    runs = sorted(p for p in sweep.iterdir() if (p / "results.json").is_file())
+    hashes = ["a" * 64, "a" * 64, "b" * 64, None]
+    for run, sha in zip(runs, hashes, strict=True):
+        copy = copy_run(run, mixed / run.name)
+        results = json.loads((copy / "results.json").read_text())
+        results["metrics"] = {"fid": 10.0 + len(results["loss"])}
+        results["evaluation"] = {} if sha is None else {"feature_network_sha256": sha}
+        (copy / "results.json").write_text(json.dumps(results))
+    before = {p: p.read_bytes() for p in mixed.rglob("*") if p.is_file()}
+    out = tmp_path / "report"
+    proc = run_cli(str(mixed), "--out", str(out), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "different feature networks" in proc.stderr and "--mixed-metrics" in proc.stderr
+    for name in ("aaaaaaaaaaaa", "bbbbbbbbbbbb", "none recorded", runs[2].name, runs[3].name):
+        assert name in proc.stderr
+    assert not out.exists()  # refused before anything was written
+    assert {p: p.read_bytes() for p in mixed.rglob("*") if p.is_file()} == before
+
+    proc = run_cli(str(mixed), "--out", str(out), "--mixed-metrics", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "report.md").is_file()

@@ -23,11 +23,17 @@ from torchvision.transforms.functional import gaussian_blur
 from ganlab.metrics.distances import fid
 from ganlab.runtime import to_signed_unit
 
-# kind -> rungs (after rung 0, the clean images): Gaussian noise σ in [-1, 1] units, blur σ in
-# pixels, the side in pixels of an erased square, the number of digit classes left out.
+# kind -> rungs (after rung 0, the clean images): the fraction of all pixels turned white
+# (salt: a young GAN's speckle), the fraction of the ink pixels turned background (pepper:
+# holes in the strokes), Gaussian noise σ in [-1, 1] units, blur σ in pixels, the number of
+# 2-pixel gaps cut across the digit (broken strokes), the side in pixels of an erased square,
+# the number of digit classes left out.
 LADDERS: dict[str, tuple[float, ...]] = {
+    "salt": (0.0025, 0.005, 0.01, 0.02, 0.04),
+    "pepper": (0.02, 0.05, 0.1, 0.2, 0.4),
     "noise": (0.05, 0.1, 0.2, 0.4, 0.8),
     "blur": (0.5, 0.75, 1.0, 1.5, 2.0),
+    "broken": (1, 2, 3, 4, 6),
     "erase": (3, 5, 7, 9, 12),
     "drop": (1, 2, 3, 4),
 }
@@ -52,10 +58,32 @@ def corrupt(x: Tensor, kind: str, level: float, generator: torch.Generator) -> T
         rows, cols = ((pixels >= c) & (pixels < c + side) for c in corner)  # [N, 28] each
         mask = (rows[:, :, None] & cols[:, None, :])[:, None]  # [N, 1, 28, 28]
         return x.masked_fill(mask, BACKGROUND)
-    if kind == "salt":  # a fraction ``level`` of the pixels set to ink or background
+    if kind == "salt":  # a fraction ``level`` of all pixels set to ink (white)
+        return torch.where(torch.rand(x.shape, generator=generator) < level, 1.0, x)
+    if kind == "pepper":  # a fraction ``level`` of the ink pixels set to background
+        holes = (torch.rand(x.shape, generator=generator) < level) & (x > 0)
+        return x.masked_fill(holes, BACKGROUND)
+    if kind == "broken":
+        return x.masked_fill(_gaps(x.shape[0], int(level), generator), BACKGROUND)
+    if kind == "saltpepper":  # a fraction ``level`` of the pixels set to ink or background
         u = torch.rand(x.shape, generator=generator)
         return torch.where(u < level / 2, 1.0, torch.where(u < level, BACKGROUND, x))
-    raise ValueError(f"unknown corruption {kind!r}; one of {', '.join(LADDERS)}, salt")
+    raise ValueError(f"unknown corruption {kind!r}; one of {', '.join(LADDERS)}, saltpepper")
+
+
+def _gaps(n: int, count: int, generator: torch.Generator) -> Tensor:
+    """[n, 1, 28, 28] masks of ``count`` straight 2-pixel-wide gaps per image, each at a random
+    angle through a random point of the digit's area (rows and columns 8-20): strokes cut
+    through, as a G that has not learnt to join them draws them."""
+    pixels = torch.arange(28, dtype=torch.float64) + 0.5
+    rows, cols = pixels.view(1, 28, 1), pixels.view(1, 1, 28)
+    mask = torch.zeros(n, 28, 28, dtype=torch.bool)
+    for _ in range(count):
+        angle = torch.rand(n, 1, 1, generator=generator, dtype=torch.float64) * math.pi
+        centre = 8 + 12 * torch.rand(n, 2, 1, 1, generator=generator, dtype=torch.float64)
+        across = (rows - centre[:, 0]) * torch.cos(angle) - (cols - centre[:, 1]) * torch.sin(angle)
+        mask |= across.abs() < 1.0
+    return mask[:, None]
 
 
 def effective_rank(features: Tensor) -> float:

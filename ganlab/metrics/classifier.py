@@ -1,7 +1,8 @@
-"""ganlab's own MNIST networks, trained once, cached and hashed: the metrics classifier (whose
-features define every metric) and the perceptual backbone (a different network, for G).
+"""ganlab's own MNIST networks, trained once, cached and hashed: the metrics classifier (the
+label reader: classes, label metrics, Stacked MNIST modes), the metrics feature network (whose
+features FID, KID and PRDC are measured in) and the perceptual backbone (for G).
 
-``python -m ganlab.metrics.classifier [--network perceptual] [--data-root R] [--force]``
+``python -m ganlab.metrics.classifier [--network features|perceptual] [--data-root R] [--force]``
 trains one (or loads the cached one) and prints what it was trained on and how accurate it is.
 
 Every number a metric produces depends on the classifier's weights, so the cache records the
@@ -122,6 +123,7 @@ class CachedNetwork:
     seed: int
     rebuild: str  # the command that rebuilds it
     min_steps: int = 0  # the default length (updates); see default_epochs
+    augmentation: Augmentation = Augmentation()  # of its training batches
 
 
 CLASSIFIER = CachedNetwork(
@@ -138,7 +140,21 @@ PERCEPTUAL = CachedNetwork(
     f"{REBUILD} --network perceptual",
     MIN_STEPS // 3,
 )
-NETWORKS = {"classifier": CLASSIFIER, "perceptual": PERCEPTUAL}
+# The feature network (metrics v3): the classifier's architecture trained on clean digits
+# (shifts, rotations, scaling, elastic distortion; no pixel noise), so that its features see
+# the speckle the label reader was trained to read through (docs/metrics: the ladders).
+FEATURES_ARCH = f"{ARCH} trained without pixel noise, features {FEATURE_LAYER}"
+FEATURES = CachedNetwork(
+    "metrics feature network",
+    FEATURES_ARCH,
+    Path("classifier") / "mnist_features_v1.pt",
+    MNISTClassifier,
+    2,
+    f"{REBUILD} --network features",
+    MIN_STEPS,
+    Augmentation(noisy_fraction=0.0),
+)
+NETWORKS = {"classifier": CLASSIFIER, "features": FEATURES, "perceptual": PERCEPTUAL}
 
 
 def weights_sha256(weights: nn.Module | dict[str, Tensor]) -> str:
@@ -197,7 +213,18 @@ def train_network(
         model = network.build().to(device)
         generator = torch.Generator().manual_seed(seed)
         options = {"batch_size": batch_size, "lr": lr, "augmented": augmented}
-        fit(model, images, labels, epochs, generator=generator, name=network.what, **options)
+        augmentation = network.augmentation if augmented else None
+        fit(
+            model,
+            images,
+            labels,
+            epochs,
+            generator=generator,
+            name=network.what,
+            batch_size=batch_size,
+            lr=lr,
+            augmentation=augmentation,
+        )
     train_seconds = round(time.perf_counter() - start, 1)
     info = {
         "arch": network.arch,
@@ -211,7 +238,7 @@ def train_network(
         "steps": epochs * (len(images) // min(batch_size, len(images))),
         "seed": seed,
         **options,
-        "augmentation": asdict(Augmentation()) if augmented else None,
+        "augmentation": asdict(augmentation) if augmentation is not None else None,
         "train_seconds": train_seconds,
         "train_device": str(device),
         "train_threads": 1 if device.type == "cpu" else None,
@@ -515,6 +542,20 @@ def load_or_train_classifier(
     return load_or_train(CLASSIFIER, cache_dir, data_root, device, **options)
 
 
+def load_or_train_features(
+    cache_dir: str | Path | None = None,
+    data_root: str | Path = DEFAULT_ROOT,
+    device: torch.device | str = "cpu",
+    *,
+    epochs: int | None = None,
+    download: bool = False,
+    force: bool = False,
+) -> tuple[MNISTClassifier, dict[str, Any]]:
+    """The cached metrics feature network (``<cache>/classifier/mnist_features_v1.pt``)."""
+    options = {"epochs": epochs, "download": download, "force": force}
+    return load_or_train(FEATURES, cache_dir, data_root, device, **options)
+
+
 def load_or_train_perceptual(
     cache_dir: str | Path | None = None,
     data_root: str | Path = DEFAULT_ROOT,
@@ -543,8 +584,9 @@ def _warn_if_better_data(network: CachedNetwork, info: dict, data_root: str | Pa
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ganlab.metrics.classifier",
-        description="Train (or load) and cache the MNIST classifier behind ganlab's metrics "
-        "(or, with --network perceptual, the perceptual backbone).",
+        description="Train (or load) and cache the MNIST classifier behind ganlab's label "
+        "metrics (or, with --network features, the feature network of FID, KID and PRDC; with "
+        "--network perceptual, the perceptual backbone).",
     )
     parser.add_argument("--network", choices=tuple(NETWORKS), default="classifier")
     parser.add_argument("--data-root", default=DEFAULT_ROOT, help="folder with MNIST IDX files")

@@ -1,9 +1,10 @@
 """``Evaluator``: every metric of a generator against real images, real features cached once.
 
 Built once per run; each call draws ``n`` images through a ``generate(batch) -> images``
-callable, embeds them with the classifier a batch at a time, and returns a dict of floats
-keyed as ``ganlab.metrics.METRIC_KEYS``. ``real_floor`` gives the same metrics for a second
-real set: the best value reachable at that sample size.
+callable, reads them a batch at a time with two networks (the feature network's features
+for FID, KID and PRDC; the label reader's logits for the label metrics) and returns a dict
+of floats keyed as ``ganlab.metrics.METRIC_KEYS``. ``real_floor`` gives the same metrics
+for a second real set: the best value reachable at that sample size.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Embedding:
-    """What the classifier makes of a set of images."""
+    """What the metric networks make of a set of images."""
 
-    features: Tensor  # float64 [N, 128], penultimate layer (before its ReLU)
-    logits: Tensor  # float64 [N, 10]
+    features: Tensor  # float64 [N, d]: the feature network's FEATURE_LAYER
+    logits: Tensor  # float64 [N, 10]: the label reader's
 
     def head(self, n: int) -> Embedding:
         return Embedding(self.features[:n], self.logits[:n])
@@ -76,7 +77,8 @@ def serve(images: Tensor) -> Generate:
 
 
 class Evaluator:
-    """Metrics of generated images against ``n_samples`` real ones.
+    """Metrics of generated images against ``n_samples`` real ones, read by ``reader`` (the
+    label reader: logits) and ``features`` (the feature network: ``features(x)``).
 
     ``n_samples`` real images (a seeded random subset, all of them if there are fewer) are
     embedded once; each call compares as many generated images, because FID's bias and the
@@ -85,7 +87,8 @@ class Evaluator:
 
     def __init__(
         self,
-        classifier: MNISTClassifier,
+        reader: MNISTClassifier,
+        features: MNISTClassifier,
         real_images: Tensor,
         n_samples: int = 10_000,
         device: torch.device | str = "cpu",
@@ -99,8 +102,10 @@ class Evaluator:
         if n_samples < 2:
             raise ValueError(f"n_samples must be >= 2, got {n_samples}")
         self.device = torch.device(device)
-        self.classifier = classifier.to(self.device).eval()
-        self.classifier_sha256 = weights_sha256(classifier)
+        self.reader = reader.to(self.device).eval()
+        self.features = features.to(self.device).eval()
+        self.reader_sha256 = weights_sha256(reader)
+        self.features_sha256 = weights_sha256(features)
         self.batch_size, self.seed = batch_size, seed
         self.options = {"k": k, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
         self.n = min(n_samples, len(real_images))
@@ -125,9 +130,9 @@ class Evaluator:
                 raise ValueError(
                     f"generate({batch}) gave shape {tuple(x.shape)}, expected ({batch}, 1, 28, 28)"
                 )
-            f, y = self.classifier.embed(x.to(self.device, torch.float32))
-            features.append(f.double())
-            logits.append(y.double())
+            x = x.to(self.device, torch.float32)
+            features.append(self.features.features(x).double())
+            logits.append(self.reader(x).double())
         return Embedding(torch.cat(features), torch.cat(logits))
 
     def __call__(self, generate: Generate, n: int | None = None) -> dict[str, float]:

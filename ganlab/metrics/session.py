@@ -1,4 +1,4 @@
-"""One evaluation session: classifier → reference sets → Evaluator → floor, built once.
+"""One evaluation session: metric networks → reference sets → Evaluator → floor, built once.
 
 Training (periodic and final evaluations), ``ganlab-eval`` and ``scripts/bench_metrics.py``
 all measure through an ``EvaluationSession``, so the three agree on what is compared with
@@ -20,6 +20,7 @@ from ganlab.metrics.classifier import (
     ARCH,
     FEATURE_LAYER,
     load_or_train_classifier,
+    load_or_train_features,
     weights_sha256,
 )
 from ganlab.metrics.conditional import ConditionalMetrics
@@ -32,10 +33,9 @@ from ganlab.stacked import stack_digits
 log = logging.getLogger(__name__)
 
 METRIC_BACKBONE_WARNING = (
-    "G was trained with the metrics classifier as its perceptual backbone "
-    "(aux_params.allow_metric_backbone=true): it matched the very features FID, KID and PRDC "
-    "are measured in, so these numbers are biased in its favour and not comparable with other "
-    "runs'"
+    "G was trained with a metric network as its perceptual backbone "
+    "(aux_params.allow_metric_backbone=true): it matched the very features its metrics are "
+    "measured in, so these numbers are biased in its favour and not comparable with other runs'"
 )
 
 
@@ -58,18 +58,21 @@ class EvaluationSession:
         self.classifier, self.classifier_info = load_or_train_classifier(
             data_root=data_root, device=device, download=download
         )
-        info = self.classifier_info
+        self.features, self.features_info = load_or_train_features(
+            data_root=data_root, device=device, download=download
+        )
         log.info(
-            "metrics classifier %s, %.2f%% on %s (trained on %s)",
-            info["weights_sha256"][:12],
-            100 * info["test_accuracy"],
-            info["test_source"],
-            info["train_source"],
+            "metrics: label reader %s (%.2f%% on %s), feature network %s (trained on %s)",
+            self.classifier_info["weights_sha256"][:12],
+            100 * self.classifier_info["test_accuracy"],
+            self.classifier_info["test_source"],
+            self.features_info["weights_sha256"][:12],
+            self.features_info["train_source"],
         )
         self.reference, floor_set = reference_sets(data_root, download)
         self.floor_set = floor_set if floor else None
         self.evaluator = Evaluator(
-            self.classifier, self.reference.images, n_samples, device, seed=seed
+            self.classifier, self.features, self.reference.images, n_samples, device, seed=seed
         )
         self._floors: dict[int, dict[str, float]] = {}
         self._mode_floors: dict[int, dict[str, float]] = {}
@@ -123,13 +126,13 @@ class EvaluationSession:
 
     def backbone_check(self, net: nn.Module | None) -> dict[str, Any]:
         """What results.json's ``evaluation`` records of G's perceptual backbone: its sha256
-        and ``metric_backbone_used``, whether it has the metrics classifier's weights (by
-        hash, not by name). When it does, every metric of the run is suspect, and
-        ``warning`` says why."""
+        and ``metric_backbone_used``, whether it has the weights of a metric network (the
+        label reader's or the feature network's; by hash, not by name). When it does, every
+        metric of the run is suspect, and ``warning`` says why."""
         if net is None:
             return {"metric_backbone_used": False}
         sha = weights_sha256(net)
-        used = sha == self.classifier_info["weights_sha256"]
+        used = sha in (self.classifier_info["weights_sha256"], self.features_info["weights_sha256"])
         return {
             "metric_backbone_used": used,
             "perceptual_backbone_sha256": sha,
@@ -148,5 +151,7 @@ class EvaluationSession:
             "classifier_sha256": self.classifier_info["weights_sha256"],
             "classifier_test_accuracy": self.classifier_info.get("test_accuracy"),
             "classifier_arch": self.classifier_info.get("arch", ARCH),
+            "feature_network_sha256": self.features_info["weights_sha256"],
+            "feature_network_arch": self.features_info["arch"],
             "features": FEATURE_LAYER,
         }

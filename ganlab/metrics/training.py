@@ -108,11 +108,12 @@ def fit(
     generator: torch.Generator,
     batch_size: int = 100,
     lr: float = 2e-3,
-    augmented: bool = True,
+    augmentation: Augmentation | None = Augmentation(),
     name: str = "classifier",
 ) -> nn.Module:
     """Train ``model`` in place on uint8 images [N, 1, 28, 28] and int labels [N].
 
+    ``augmentation`` (None: none) transforms every batch.
     Each epoch visits the images in a new random order, in full batches (a last partial
     batch is dropped: batch norm gets no 8-image batches). The learning rate follows one
     cycle (warm-up, then cosine decay) over all the steps. Returns the model in eval mode.
@@ -127,7 +128,7 @@ def fit(
         model.train()
         order = torch.randperm(len(x), generator=generator)[: steps_per_epoch * batch_size]
         for idx in order.to(device).split(batch_size):
-            batch = augment(x[idx], generator) if augmented else x[idx]
+            batch = x[idx] if augmentation is None else augment(x[idx], generator, augmentation)
             loss = F.cross_entropy(model(batch), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

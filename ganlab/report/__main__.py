@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         help="primary metric for ranking, e.g. fid or final.loss_g"
         " (default: fid when present, else final.loss_g)",
     )
+    parser.add_argument(
+        "--mixed-metrics",
+        action="store_true",
+        help="rank runs measured with different feature networks together (their FID, KID and "
+        "PRDC do not compare; refused without it)",
+    )
     return parser
 
 
@@ -41,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write the report and print where, with each group's primary metric; exit 2 on a bad sweep."""
     args = _parser().parse_args(argv)
     load_plugins()  # a plugin metric's direction (better="min") ranks its column
-    report = build_report(args.sweep_dir, args.out, args.group_by, args.metric)
+    report = build_report(args.sweep_dir, args.out, args.group_by, args.metric, args.mixed_metrics)
     out = report.markdown.parent
     drawn = [p.name for p in report.plots.values() if p is not None]
     tables = [p.name for p in report.tables.values()]

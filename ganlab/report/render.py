@@ -23,6 +23,7 @@ from ganlab.report.runs import (
     FINAL_LOSSES,
     MISSING,
     ReportError,
+    check_feature_networks,
     check_group_by,
     collect_runs,
     metric_value,
@@ -215,13 +216,17 @@ def build_report(
     out_dir: str | Path | None = None,
     group_by: str = "loss",
     metric: str | None = None,
+    mixed_metrics: bool = False,
 ) -> Report:
-    """Collect, summarize, plot and write everything into ``out_dir`` (default: the sweep)."""
+    """Collect, summarize, plot and write everything into ``out_dir`` (default: the sweep).
+
+    Runs measured with different feature networks are refused unless ``mixed_metrics``."""
     sweep_dir = Path(sweep_dir)
     runs = collect_runs(sweep_dir)
     if not runs:
         raise ReportError(f"no runs under {sweep_dir} (no folder holds {RESULTS_FILE} or .hydra)")
     check_group_by(runs, group_by)
+    check_feature_networks(runs, mixed_metrics)
     metrics = find_metrics(runs)
     primary = resolve_metric(metric, metrics)
     out = _out_dir(Path(out_dir) if out_dir is not None else sweep_dir)

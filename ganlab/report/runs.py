@@ -291,6 +291,42 @@ def check_group_by(runs: Sequence[Run], group_by: str) -> None:
             )
 
 
+V2_FEATURES = "none recorded (metrics v2: the classifier's own features)"
+
+
+def feature_network(run: Run) -> str | None:
+    """The sha256 of the feature network a run's FID, KID and PRDC were measured with (older
+    runs record none: ``V2_FEATURES``); None for a run that recorded no metrics."""
+    evaluation = run.results.get("evaluation")
+    if not isinstance(evaluation, dict) or not isinstance(run.results.get("metrics"), dict):
+        return None
+    sha = evaluation.get("feature_network_sha256")
+    return sha if isinstance(sha, str) else V2_FEATURES
+
+
+def check_feature_networks(runs: Sequence[Run], mixed: bool = False) -> None:
+    """ReportError (one line: which runs, which hashes) when runs were measured with different
+    feature networks, whose numbers do not compare, unless ``mixed``."""
+    by_network: dict[str, list[str]] = {}
+    for run in runs:
+        if (sha := feature_network(run)) is not None:
+            by_network.setdefault(sha, []).append(run.name)
+    if len(by_network) > 1 and not mixed:
+        groups = "; ".join(
+            f"{sha[:12] if sha != V2_FEATURES else sha}: {_names(names)}"
+            for sha, names in by_network.items()
+        )
+        raise ReportError(
+            f"runs measured with different feature networks do not rank together ({groups}); "
+            "re-score them with ganlab-eval, or pass --mixed-metrics to rank them anyway"
+        )
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def group_of(run: Run, group_by: str) -> str:
     """The run's group: its value of ``group_by``, or of each of its comma-separated keys
     joined by ", " (``--group-by loss,model.discriminator.pack``: "hinge, 2")."""
