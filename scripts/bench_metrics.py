@@ -6,9 +6,10 @@ behind the choice of feature layer.
 
 Default mode: the classifier (accuracy, hash, training time), then one row per set of images,
 each at the n it was compared with (``n``): real training images vs the test split (the
-floor), those images corrupted (noise σ in [-1, 1] units, blur σ in pixels, an erased square,
-classes dropped), and a trained run's generator (``--run-dir``), at the floor's n and at
-``--n``; plus seconds per evaluation of ``--n`` samples on the current device.
+floor), those images corrupted (salt: a fraction of the pixels white; noise σ in [-1, 1]
+units, blur σ in pixels, an erased square), and a trained run's generator (``--run-dir``),
+at the floor's n and at ``--n``; plus seconds per evaluation of ``--n`` samples on the
+current device.
 
 ``--compare-features``: today's features (the v1 classifier, trained here with its old recipe,
 or loaded with ``--old-classifier``: post-ReLU, and its pre-ReLU layer) against the candidate
@@ -48,7 +49,7 @@ from ganlab.runtime import resolve_device, to_signed_unit
 from ganlab.sampling import sample_fn
 
 SHOWN = ("fid", "fid_inf", "kid", "mnist_score", "classes_covered", "precision", "recall")
-ROWS = {"noise": (0.1, 0.2, 0.4, 0.8), "blur": (1.0, 2.0), "erase": (7, 12)}
+ROWS = {"salt": (0.01, 0.02), "noise": (0.1, 0.2, 0.4, 0.8), "blur": (1.0, 2.0), "erase": (7, 12)}
 SEEDS = (0, 1, 2)
 # How well each classifier still reads digits a young GAN draws speckled: test accuracy under
 # Gaussian noise (σ in [-1, 1] units) and salt and pepper (fraction of pixels).
@@ -100,15 +101,24 @@ def reference_values(args, device) -> dict:
             rows[f"{name} (n={size:,})"] = {**metrics, "n": size}
             eval_s = seconds if size == session.n else eval_s
     print_rows(rows)
+    features = session.features_info
     print(
-        f"device {device}; classifier {info['weights_sha256'][:12]}: "
+        f"device {device}; label reader {info['weights_sha256'][:12]}: "
         f"{100 * info['test_accuracy']:.2f}% on {info['test_source']} (trained on "
-        f"{info['train_source']}, {info.get('epochs')} epochs, {info.get('train_seconds')} s); "
-        f"features {FEATURE_LAYER}; classifier and real embedding {setup_s:.2f} s"
+        f"{info['train_source']}); feature network {features['weights_sha256'][:12]} "
+        f"({FEATURE_LAYER}, trained on {features['train_source']}); networks and real "
+        f"embedding {setup_s:.2f} s"
         + (f"; one evaluation at n = {session.n:,}: {eval_s:.2f} s" if eval_s else "")
     )
     seconds = {"setup": setup_s, "evaluation": eval_s}
-    return {"device": str(device), "classifier": info, "n": session.n, "rows": rows, **seconds}
+    return {
+        "device": str(device),
+        "classifier": info,
+        "feature_network": features,
+        "n": session.n,
+        "rows": rows,
+        **seconds,
+    }
 
 
 def print_rows(rows: dict[str, dict[str, float]]) -> None:
