@@ -19,16 +19,18 @@ non-zero when any job failed.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import logging
 import os
+import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from ganlab.errors import GanlabError
@@ -133,15 +135,29 @@ def hydra_error_line(e: HydraException) -> str:
         # Hydra's advice ("To append to your config use +key=...") would only meet
         # validate's refusal of a key nothing reads: name the key and where keys are listed.
         first = said.split("; ")[0]
+        parent, _, leaf = key.rpartition(".")
+        siblings = getattr(cause, "parent_node", None)
+        known = [str(k) for k in siblings.keys()] if isinstance(siblings, DictConfig) else []
+        close = _closest(leaf, known)
+        hint = f"; did you mean {parent + '.' if parent else ''}{close}?" if close else ""
         return (
-            f"unknown config key {key} ({first}; check the spelling, or see "
+            f"unknown config key {key}{hint} ({first}; check the spelling, or see "
             "python -m ganlab.train --info config)"
         )
     if isinstance(e, MissingConfigException) and e.options:
-        return f"{said}; the options are {', '.join(e.options)}"
+        asked = re.search(r"Could not find '(?:[^'/]+/)*([^'/]+)'", said)
+        close = _closest(asked.group(1), e.options) if asked else None
+        hint = f" (did you mean {close!r}?)" if close else ""
+        return f"{said}{hint}; the options are {', '.join(e.options)}"
     if cause is not None and str(cause).strip():
         return f"{said}: {str(cause).strip().splitlines()[0]}"
     return said
+
+
+def _closest(word: str, options: Iterable[str]) -> str | None:
+    """The option ``word`` was most likely meant to be (a typo), if one is close enough."""
+    matches = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return matches[0] if matches else None
 
 
 def record_failure(run_dir: Path, error: BaseException) -> None:

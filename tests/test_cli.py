@@ -32,26 +32,30 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["loss=hinje"], "Could not find 'loss/hinje'"),
+        (["loss=hinje"], "Could not find 'loss/hinje' (did you mean 'hinge'?)"),
         (["trainer.batch_size=0"], "error: invalid value for trainer.batch_size: 0"),
         (["optimizer.lr=-0.001"], "error: invalid value for optimizer.lr: -0.001"),
         (
             ["data.root={missing}", "data.download=false", "data.strict=true"],
             "error: MNIST split 'train' not found",
         ),
-        (["trainer.batchsize=8"], "Could not override 'trainer.batchsize'"),
+        (["trainer.batchsize=8"], "trainer.batchsize; did you mean trainer.batch_size?"),
+        (["model.generator.chanels=8"], "did you mean model.generator.channels?"),
+        (["trainer.steps=abc"], "trainer.steps=abc: Value 'abc' of type 'str' could not be"),
     ],
 )
 def test_bad_input_fails_early_with_one_readable_line(tmp_path, overrides, expected):
     missing = tmp_path / "no-mnist-here"
     overrides = [o.format(missing=missing) for o in overrides]
     proc = train_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     first_line = proc.stderr.strip().splitlines()[0]
     assert expected in first_line, proc.stderr
     # Nothing was trained: no checkpoint, no results.
     assert not (tmp_path / "run" / "results.json").exists()
+    if "=" in overrides[0] and "data.root" not in overrides[0]:  # refused while composing
+        assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()
     if "data.root" in overrides[0]:
         assert str(missing) in first_line
 
