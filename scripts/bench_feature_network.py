@@ -31,8 +31,9 @@ from ganlab.data import sample_mnist
 from ganlab.metrics.audit import LADDERS, corrupt, embed_all, ladder_fids, separation
 from ganlab.metrics.classifier import (
     FEATURE_LAYER,
+    FEATURES,
+    load_or_train,
     load_or_train_classifier,
-    load_or_train_features,
 )
 from ganlab.metrics.distances import fid
 from ganlab.metrics.reference import official_split
@@ -116,7 +117,7 @@ def main() -> None:
         raise SystemExit(f"no MNIST test split under {args.data_root}")
     networks = {
         "label reader": load_or_train_classifier(data_root=args.data_root),
-        "feature network": load_or_train_features(data_root=args.data_root),
+        "feature network": load_or_train(FEATURES, data_root=args.data_root),
     }
     results = {}
     for network, (model, info) in networks.items():

@@ -220,19 +220,10 @@ def train_network(
         torch.manual_seed(seed)
         model = network.build().to(device)
         generator = torch.Generator().manual_seed(seed)
-        options = {"batch_size": batch_size, "lr": lr, "augmented": augmented}
         augmentation = network.augmentation if augmented else None
-        fit(
-            model,
-            images,
-            labels,
-            epochs,
-            generator=generator,
-            name=network.what,
-            batch_size=batch_size,
-            lr=lr,
-            augmentation=augmentation,
-        )
+        hyper = {"batch_size": batch_size, "lr": lr}
+        fit(model, images, labels, epochs, generator=generator, name=network.what, **hyper,
+            augmentation=augmentation)  # fmt: skip
     train_seconds = round(time.perf_counter() - start, 1)
     info = {
         "arch": network.arch,
@@ -245,7 +236,8 @@ def train_network(
         "epochs": epochs,
         "steps": epochs * (len(images) // min(batch_size, len(images))),
         "seed": seed,
-        **options,
+        **hyper,
+        "augmented": augmented,
         "augmentation": asdict(augmentation) if augmentation is not None else None,
         "train_seconds": train_seconds,
         "train_device": str(device),
@@ -570,20 +562,6 @@ def load_or_train_classifier(
     absent (``load_or_train``)."""
     options = {"epochs": epochs, "download": download, "force": force}
     return load_or_train(CLASSIFIER, cache_dir, data_root, device, **options)
-
-
-def load_or_train_features(
-    cache_dir: str | Path | None = None,
-    data_root: str | Path = DEFAULT_ROOT,
-    device: torch.device | str = "cpu",
-    *,
-    epochs: int | None = None,
-    download: bool = False,
-    force: bool = False,
-) -> tuple[MNISTClassifier, dict[str, Any]]:
-    """The cached metrics feature network (``<cache>/classifier/mnist_features_v1.pt``)."""
-    options = {"epochs": epochs, "download": download, "force": force}
-    return load_or_train(FEATURES, cache_dir, data_root, device, **options)
 
 
 def load_or_train_perceptual(

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ganlab.metrics import METRIC_KEYS
-from ganlab.metrics.classifier import MNISTClassifier, weights_sha256
+from ganlab.metrics.classifier import MNISTClassifier
 from ganlab.metrics.distances import fid, fid_infinity, kid
 from ganlab.metrics.labels import classes_covered, label_kl, mnist_score
 from ganlab.metrics.manifold import prdc
@@ -104,8 +104,6 @@ class Evaluator:
         self.device = torch.device(device)
         self.reader = reader.to(self.device).eval()
         self.features = features.to(self.device).eval()
-        self.reader_sha256 = weights_sha256(reader)
-        self.features_sha256 = weights_sha256(features)
         self.batch_size, self.seed = batch_size, seed
         self.options = {"k": k, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
         self.n = min(n_samples, len(real_images))

@@ -19,8 +19,9 @@ from torch import nn
 from ganlab.metrics.classifier import (
     ARCH,
     FEATURE_LAYER,
+    FEATURES,
+    load_or_train,
     load_or_train_classifier,
-    load_or_train_features,
     weights_sha256,
 )
 from ganlab.metrics.conditional import ConditionalMetrics
@@ -58,8 +59,8 @@ class EvaluationSession:
         self.classifier, self.classifier_info = load_or_train_classifier(
             data_root=data_root, device=device, download=download
         )
-        self.features, self.features_info = load_or_train_features(
-            data_root=data_root, device=device, download=download
+        self.features, self.features_info = load_or_train(
+            FEATURES, data_root=data_root, device=device, download=download
         )
         log.info(
             "metrics: label reader %s (%.2f%% on %s), feature network %s (trained on %s)",
