@@ -180,6 +180,29 @@ def make_cfg() -> Iterator[Callable[..., DictConfig]]:
     GlobalHydra.instance().clear()
 
 
+def hand_holm(p: list[float]) -> list[float]:
+    """Holm step-down as a loop, independent of the code under test: the j-th smallest p
+    times (m - j), capped at 1, never below the one before."""
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    out, running = [0.0] * len(p), 0.0
+    for j, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - j) * p[i]))
+        out[i] = running
+    return out
+
+
+def mount_tmpfs(folder: Path, size: str) -> Path:
+    """``folder``, created and made a tmpfs of ``size`` (``2m``); the test skips, saying why,
+    where none can be mounted (it needs root). The caller unmounts it (umount -l)."""
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    return folder
+
+
 def train_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """`python -m ganlab.train args...` in a subprocess, as a user runs it, to the end."""
     return subprocess.run(

@@ -29,7 +29,7 @@ from ganlab.errors import GanlabError
 from ganlab.models import build_models
 from ganlab.rundir import read_results
 from ganlab.train import train
-from tests.conftest import TINY_RUN, short_run, snapshot, train_cli
+from tests.conftest import TINY_RUN, mount_tmpfs, short_run, snapshot, train_cli
 
 # --- damaged checkpoints ----------------------------------------------------------------------
 
@@ -140,13 +140,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB tmpfs (needs root: mount -t tmpfs), unmounted afterwards."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    mount = mount_tmpfs(tmp_path / "disk", "2m")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 

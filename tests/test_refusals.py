@@ -33,7 +33,7 @@ from ganlab.runtime import resolve_device
 from ganlab.sample import main as sample_main
 from ganlab.train import main as train_main
 from ganlab.train import train
-from tests.conftest import tiny
+from tests.conftest import mount_tmpfs, tiny
 
 RUN = [*tiny("mlp"), "data=mnist_sample", "trainer.steps=2", "trainer.sample_every=0"]
 LONG = "[" + ",".join(["32"] * 70) + "]"  # a value that makes a job's folder name > 255 bytes
@@ -377,13 +377,7 @@ def test_long_job_names_are_shortened_readably_and_uniquely():
 @pytest.fixture
 def full_disk(tmp_path, finished) -> Iterator[Path]:
     """A tmpfs (needs root) holding a finished run, then filled to its last byte."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    disk = mount_tmpfs(tmp_path / "disk", "8m")
     try:
         _copy(finished, disk / "run")
         with open(disk / "fill", "wb") as fh:

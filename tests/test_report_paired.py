@@ -23,6 +23,7 @@ from ganlab.report.stats import (
     signed_rank_null,
     wilcoxon_test,
 )
+from tests.conftest import hand_holm
 
 # --- per-seed tables: (a, b), one value per seed in each -------------------------------------
 
@@ -185,16 +186,6 @@ def make_run(sweep: Path, loss: str, seed: int, fid: float, status: str = "compl
 def read_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
     with path.open(newline="") as f:
         return {(r["group_a"], r["group_b"]): r for r in csv.DictReader(f)}
-
-
-def hand_holm(p: list[float]) -> list[float]:
-    """Holm step-down as a loop: the j-th smallest times (m - j), never below the one before."""
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    out, running = [0.0] * len(p), 0.0
-    for j, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - j) * p[i]))
-        out[i] = running
-    return out
 
 
 # Seeds 0..4 give FIDs 40 apart at most (the seed matters far more than the loss); "steady"

@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from ganlab.report import build_report
 from ganlab.report.plots import cpu_minutes_per_step, group_colors
 from ganlab.report.stats import bootstrap_diff_ci, holm, ranks, welch_df, welch_test
-from tests.conftest import assert_png
+from tests.conftest import assert_png, hand_holm
 
 # --- the statistics -------------------------------------------------------------------------
 
@@ -292,16 +292,6 @@ def study(tmp_path: Path) -> Path:
             for seed, noise in enumerate(spread):
                 make_run(sweep, loss, seed, base + noise, recipe=recipe, tb=seed == 0)
     return sweep
-
-
-def hand_holm(p: list[float]) -> list[float]:
-    """Holm step-down, as a loop (independent of the numpy version)."""
-    order = sorted(range(len(p)), key=lambda i: p[i])
-    out, running = [0.0] * len(p), 0.0
-    for j, i in enumerate(order):
-        running = max(running, min(1.0, (len(p) - j) * p[i]))
-        out[i] = running
-    return out
 
 
 def test_sixteen_groups_stay_readable(study: Path) -> None:
