@@ -172,7 +172,7 @@ def load_generator(
     """
     if generator not in GENERATORS:
         raise GanlabError(f"generator={generator!r} is not one of {', '.join(GENERATORS)}")
-    path, state = locate(path, required=("G", "config"))
+    path, state = locate(path, required=("config",))  # a checkpoint, or a GENERATOR_FILE
     check_recorded(state.get("plugins"), f"the checkpoint {path}", kinds=("model",))
     model_cfg = state["config"].get("model") if isinstance(state["config"], dict) else None
     if not isinstance(model_cfg, dict):
@@ -186,6 +186,9 @@ def load_generator(
     has_ema = isinstance(state.get("G_ema"), dict) and "G" in state["G_ema"]
     if generator == "ema" and not has_ema:
         raise GanlabError(f"{path} holds no EMA generator (the run had trainer.ema=0)")
+    if "G" not in state and (generator == "raw" or not has_ema):
+        kept = "only the EMA generator" if has_ema else "no generator"
+        raise GanlabError(f"{path} holds {kept}: it cannot give generator={generator}")
     use_ema = has_ema and generator != "raw"
     try:
         G.load_state_dict(state["G_ema"]["G"] if use_ema else state["G"])

@@ -4,7 +4,9 @@
 
 Per run it keeps ``results.json``, ``train.log``, ``.hydra/`` (what ``ganlab.report`` reads),
 the TensorBoard events without their images (scalars, text and HParams: the curves and the
-HParams tab) and the sample grids at every ``--grids-every`` steps (the report's pictures).
+HParams tab), the sample grids at every ``--grids-every`` steps (the report's pictures) and
+the final generator alone (``generator.pt``: the EMA G in float16, ~0.3 MB for the study's
+DCGAN), which ``ganlab-eval RUN/generator.pt`` re-scores when the metrics change.
 Checkpoints, ``progress.gif`` and TensorBoard's copies of the grids stay behind: the 48 runs
 of docs/loss_study (grids every 500 steps) keep 12 MB of their 666 MB. Folders already in
 DST are refused, not merged.
@@ -21,8 +23,9 @@ from tensorboard.backend.event_processing.event_file_loader import RawEventFileL
 from tensorboard.compat.proto.event_pb2 import Event
 from torch.utils.tensorboard.writer import FileWriter
 
+from ganlab.checkpoint import GENERATOR_FILE, locate, save_generator
 from ganlab.report.runs import step_of
-from ganlab.rundir import RESULTS_FILE, SAMPLES_DIR, TB_DIR
+from ganlab.rundir import CHECKPOINTS_DIR, RESULTS_FILE, SAMPLES_DIR, TB_DIR
 
 KEPT_FILES = (RESULTS_FILE, "train.log")
 
@@ -68,6 +71,8 @@ def slim_run(src: Path, dst: Path, grids_every: int) -> None:
         (dst / SAMPLES_DIR).mkdir()
     for grid in kept:
         shutil.copy2(grid, dst / SAMPLES_DIR / grid.name)
+    if (src / CHECKPOINTS_DIR).is_dir():  # the newest loadable checkpoint: the final G
+        save_generator(locate(src)[1], dst / GENERATOR_FILE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         slim_run(run, args.dst / run.name, args.grids_every)
     if (args.src / "multirun.yaml").is_file():
         shutil.copy2(args.src / "multirun.yaml", args.dst / "multirun.yaml")
-    print(f"copied {len(runs)} runs from {args.src} to {args.dst} (no checkpoints, no TB images)")
+    print(f"copied {len(runs)} runs from {args.src} to {args.dst} (final G only, no TB images)")
     return 0
 
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from ganlab.build import load_generator
+from ganlab.checkpoint import GENERATOR_FILE, save_generator
 from ganlab.ema import BN_BATCH_SIZE, BN_BATCHES, BN_SEED, EMA, recalibrate_batchnorm
+from ganlab.errors import GanlabError
 from ganlab.models import build_models
 from ganlab.rundir import read_results
 from ganlab.train import train
@@ -91,3 +93,26 @@ def test_an_ema_run_reports_the_raw_generator_beside_the_ema_one(make_cfg, tmp_p
     assert results["evaluation"]["generator"] == "ema"
     assert set(results["metrics_raw"]) <= set(results["metrics"])
     assert results["metrics_raw"]["fid"] != results["metrics"]["fid"]
+
+
+def test_the_kept_generator_alone_draws_what_the_checkpoint_draws(make_cfg, tmp_path):
+    """scripts/slim_runs.py keeps a study's final G as GENERATOR_FILE (float16, the EMA G):
+    loaded back it draws the checkpoint's EMA G's images to float16 precision, in a file a
+    fraction of the checkpoint's size, and it says so when asked for the raw G it lacks."""
+    cfg = make_cfg(*tiny("dcgan"), "data=mnist_sample", "trainer.sample_every=0",
+                   "trainer.ema=0.9", "trainer.steps=4")  # fmt: skip
+    train(cfg, tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    kept = tmp_path / GENERATOR_FILE
+    save_generator(torch.load(last, weights_only=True), kept)
+    assert kept.stat().st_size < last.stat().st_size / 3
+    G, _, state = load_generator(last, torch.device("cpu"))
+    small, _, small_state = load_generator(kept, torch.device("cpu"))
+    assert state["generator"] == small_state["generator"] == "ema"
+    assert small_state["step"] == 4 and small_state["config"] == state["config"]
+    assert all(v.dtype != torch.float32 for v in torch.load(kept)["G_ema"]["G"].values())
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(small(z), G(z), atol=1e-2, rtol=0)
+    with pytest.raises(GanlabError, match="only the EMA generator"):
+        load_generator(kept, torch.device("cpu"), generator="raw")

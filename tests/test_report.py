@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ganlab.report import Run, build_report, collect_runs, format_stat, summarize, write_report
 from ganlab.report.runs import read_scalars
@@ -306,7 +307,15 @@ def test_slim_copies_of_a_sweep_give_the_same_report_without_the_bulk(sweep, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = sorted(p.parent.name for p in sweep.glob("*/results.json"))
     assert sorted(p.parent.name for p in slim.glob("*/results.json")) == runs
-    assert not list(slim.rglob("*.pt")) and not list(slim.rglob("*.gif"))
+    assert not list(slim.rglob("*.gif")) and not list(slim.rglob("checkpoints"))
+    # the final G alone stays (the MLP's raw G here: the fixture's runs keep no EMA)
+    assert sorted(p.parent.name for p in slim.rglob("*.pt")) == runs
+    for name in runs:
+        kept = torch.load(slim / name / "generator.pt", weights_only=True)
+        last = torch.load(sweep / name / "checkpoints" / "last.pt", weights_only=True)
+        assert kept["step"] == last["step"] and "D" not in kept and "opt_G" not in kept
+        for key, value in last["G"].items():
+            torch.testing.assert_close(kept["G"][key].float(), value, atol=1e-3, rtol=1e-3)
     tags = ["loss/G", "loss/D"]
     for name in runs:
         assert read_scalars(slim / name, tags) == read_scalars(sweep / name, tags)
