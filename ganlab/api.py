@@ -99,7 +99,11 @@ def _run_dir(full: DictConfig, cfg: DictConfig) -> Path:
     """The command line's run folder name (``hydra.run.dir``) for this loss and model."""
     pattern = OmegaConf.to_container(full.hydra.run, resolve=False)["dir"]
     names = {"loss": {"name": cfg.loss.name}, "model": {"name": cfg.model.name}}
-    return Path(OmegaConf.create({**names, "dir": pattern}).dir)
+    # Hydra sets override_dirname when it runs a job: the same, from the composed overrides
+    excluded = set(full.hydra.job.config.override_dirname.exclude_keys)
+    kept = [o for o in full.hydra.overrides.task if o.split("=", 1)[0].lstrip("+~") not in excluded]
+    job = {"job": {"override_dirname": ",".join(sorted(kept))}}
+    return Path(OmegaConf.create({**names, "hydra": job, "dir": pattern}).dir)
 
 
 def _prepare(out_dir: Path, cfg: DictConfig) -> None:

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
 from ganlab.errors import GanlabError
-from ganlab.rundir import job_dirname, update_results
+from ganlab.rundir import job_dirname, run_name, update_results
 from ganlab.signals import RunInterrupted
 
 P = ParamSpec("P")
@@ -51,6 +51,9 @@ RERUN_FLAG = "--experimental-rerun"
 # config is composed: every entry point (and ganlab.api, through ganlab.train) imports this.
 if not OmegaConf.has_resolver("ganlab.dirname"):
     OmegaConf.register_new_resolver("ganlab.dirname", job_dirname)
+# ... and a single run's folder ${ganlab.runname:${loss.name},${model.name},<overrides>}.
+if not OmegaConf.has_resolver("ganlab.runname"):
+    OmegaConf.register_new_resolver("ganlab.runname", run_name)
 
 
 def to_log_files(message: str, level: int = logging.ERROR) -> None:

@@ -181,6 +181,35 @@ def job_dirname(name: str) -> str:
     return head + suffix
 
 
+# Overrides that change nothing trained (how often it logs, samples, saves, evaluates; what
+# it measures): left out of a single run's name. (The keys excluded from Hydra's
+# override_dirname, conf/config.yaml, never reach it.)
+UNNAMED = ("trainer.log_every", "trainer.sample_every", "trainer.ckpt_every")
+UNNAMED_PREFIXES = ("trainer.eval_every", "metrics.", "device")
+
+
+def run_name(loss: str, model: str, overrides: str) -> str:
+    """A single run's folder name (after its time): the loss, the model, then every other
+    override that changes what is trained, shortened (``cond=acgan``, ``preset=fast``,
+    ``ema=0.999``; a key's last part, or its last two where two overrides share the last):
+    ``vanilla_mlp_cond=acgan_ema=0.999``. ``overrides`` is Hydra's ``override_dirname``.
+    Past ``NAME_MAX`` bytes it is shortened as a sweep job's name is (``job_dirname``)."""
+    items = [item for item in _split_overrides(overrides) if item]
+    named: list[tuple[list[str], str]] = []
+    for item in items:
+        key, _, value = item.partition("=")
+        key = key.lstrip("+~")
+        if key in ("loss", "model") or key in UNNAMED or key.startswith(UNNAMED_PREFIXES):
+            continue
+        named.append((key.split("."), value))
+    leaves = [parts[-1] for parts, _ in named]
+    short = [
+        ".".join(parts[-2:] if leaves.count(parts[-1]) > 1 else parts[-1:]) + f"={value}"
+        for parts, value in named
+    ]
+    return job_dirname("_".join([loss, model, *short]))
+
+
 _KEPT = 16  # characters kept of a shortened value
 
 

@@ -22,7 +22,7 @@ from ganlab.console import Job, results_table, sweep_summary
 from ganlab.errors import GanlabError
 from ganlab.metrics.classifier import CACHE_FILE
 from ganlab.report import ReportError, build_report
-from ganlab.rundir import read_results
+from ganlab.rundir import read_results, run_name
 from ganlab.sampling import check_writable
 from tests.conftest import GRID_RUN, NO_WORK, TINY, hparams_records, tiny, train_cli, value
 
@@ -417,6 +417,22 @@ def test_the_committed_help_is_the_generated_one():
 # --- run folders, validation, messages --------------------------------------------------------
 
 
+def test_a_single_run_is_named_by_every_choice_that_changes_training():
+    """Loss, model, then each other override shortened (a key's last part, or its last two
+    where they would clash), in Hydra's order; what only logs or measures is left out."""
+    overrides = (
+        "+preset=fast,cond=acgan,metrics.n_samples=500,model.discriminator.hidden=[64,32],"
+        "model.generator.hidden=[32,64],model=mlp,trainer.ema=0.999,trainer.log_every=5"
+    )
+    assert run_name("vanilla", "mlp", overrides) == (
+        "vanilla_mlp_preset=fast_cond=acgan_discriminator.hidden=[64,32]_"
+        "generator.hidden=[32,64]_ema=0.999"
+    )
+    assert run_name("hinge", "dcgan", "") == "hinge_dcgan"
+    long = ",".join(f"model.generator.k{i}={'9' * 40}" for i in range(10))
+    assert len(run_name("hinge", "dcgan", long).encode()) <= 255
+
+
 def test_run_folders_are_named_by_loss_and_model_and_a_bad_value_leaves_none(tmp_path):
     bad = train_cli(*GRID_RUN, "trainer.steps=2", "trainer.batch_size=0", cwd=tmp_path)
     assert bad.returncode == 2 and "invalid value for trainer.batch_size" in bad.stderr
@@ -425,7 +441,9 @@ def test_run_folders_are_named_by_loss_and_model_and_a_bad_value_leaves_none(tmp
     assert good.returncode == 0, good.stderr[-2000:]
     (run,) = (tmp_path / "outputs").glob("*/*")
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", run.parent.name), run.parent.name
-    assert re.fullmatch(r"\d\d-\d\d-\d\d_hinge_mlp", run.name), run.name
+    assert re.fullmatch(r"\d\d-\d\d-\d\d_hinge_mlp_.*", run.name), run.name
+    assert "_data=mnist_sample_" in run.name and "_steps=2" in run.name  # what was trained
+    assert "log_every" not in run.name and "progress" not in run.name  # what only logs
     cpu = "CUDA not available: training on CPU"
     assert ("training on cuda" if torch.cuda.is_available() else cpu) in good.stdout
 
@@ -477,7 +495,7 @@ def test_the_python_api_trains_like_the_cli_and_returns_the_results(tmp_path, mo
         results = api.train([*GRID_RUN, "trainer.steps=4", "loss=lsgan"])
     run = Path(results["run_dir"])
     assert run.parent.parent == tmp_path / "outputs"
-    assert re.fullmatch(r"\d\d-\d\d-\d\d_lsgan_mlp", run.name)
+    assert re.fullmatch(r"\d\d-\d\d-\d\d_lsgan_mlp_.*_steps=4.*", run.name), run.name
     assert results["status"] == "completed" and results["steps"] == 4
     assert results == {**json.loads((run / "results.json").read_text()), "run_dir": str(run)}
     assert any(r.getMessage().startswith("completed: 4 steps") for r in caplog.records)
