@@ -1,6 +1,7 @@
 """``python -m ganlab.sample <checkpoint | run dir> [--n 64] [--out grid.png] [--seed 0]
-[--nrow 8] [--device auto] [--generator auto]``: images from a trained generator, as a PNG
-grid or an ``.npz`` of uint8. ``--generator auto`` uses the EMA generator when the run kept one.
+[--nrow 8] [--scale 3] [--device auto] [--generator auto]``: images from a trained generator,
+as a PNG grid (each pixel ``--scale`` x ``--scale``, as the grids a run saves) or an ``.npz``
+of uint8. ``--generator auto`` uses the EMA generator when the run kept one.
 
 Options are ``--key value`` like every ganlab tool's; ``key=value`` (the older style) works too.
 The same seed gives the same images on any device (z is drawn on the CPU).
@@ -23,6 +24,7 @@ from ganlab.plugins import load_plugins
 from ganlab.runtime import resolve_device
 from ganlab.sampling import (
     FORMATS,
+    GRID_SCALE,
     MAX_GRID,
     MAX_SAMPLES,
     SEED_MAX,
@@ -37,7 +39,7 @@ from ganlab.sampling import (
 
 USAGE = (
     "usage: python -m ganlab.sample <checkpoint.pt | run dir> "
-    "[--n 64] [--out grid.png] [--seed 0] [--nrow 8] [--device auto] "
+    "[--n 64] [--out grid.png] [--seed 0] [--nrow 8] [--scale 3] [--device auto] "
     "[--generator auto|ema|raw] [--digit 0..9|all] (or key=value: n=64 out=grid.png ...)"
 )
 DEFAULTS: dict[str, Any] = {
@@ -45,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "out": "grid.png",
     "seed": 0,
     "nrow": 8,
+    "scale": GRID_SCALE,  # a PNG grid's pixels enlarged as a run's own grids are
     "device": "auto",
     "generator": "auto",
     "digit": "",  # class-conditional runs: one digit, or all (one row per digit)
@@ -97,7 +100,7 @@ def parse_args(argv: list[str]) -> tuple[str, dict[str, Any]]:
 
 def _check_options(options: dict[str, Any]) -> None:
     """Ranges and the output file, before a checkpoint is loaded or an image generated."""
-    for key in ("n", "nrow"):
+    for key in ("n", "nrow", "scale"):
         if options[key] < 1:
             raise GanlabError(f"{key}={options[key]} must be >= 1")
     out = Path(options["out"])
@@ -151,8 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
         print(
-            f"{USAGE}\n\n--out *.png: one grid, --nrow per row; --out *.npz: uint8 [n, 28, 28] "
-            "under 'images' ([n, 3, 28, 28] for data=stacked_mnist, in colour in a grid).\n"
+            f"{USAGE}\n\n--out *.png: one grid, --nrow per row, each pixel --scale wide; "
+            "--out *.npz: uint8 [n, 28, 28] under 'images' ([n, 3, 28, 28] for "
+            "data=stacked_mnist, in colour in a grid).\n"
             "A run dir means its newest loadable checkpoint."
         )
         return
@@ -165,13 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     labels = _labels(options, G.n_classes, out.suffix, path)
     if labels is not None:  # a class-conditional generator: the asked-for digits
         images = generate_labeled(G, z_dim, labels, options["seed"], device)
-        save_samples(images, out, options["nrow"], labels)
+        save_samples(images, out, options["nrow"], labels, options["scale"])
         options["n"] = len(labels)
     elif out.suffix == ".npz":  # streamed to disk a batch at a time: flat memory for any n
         stream_npz(sample_fn(G, z_dim, device, options["seed"]), options["n"], out)
     else:
         images = generate(G, z_dim, options["n"], options["seed"], device)
-        save_samples(images, out, options["nrow"])
+        save_samples(images, out, options["nrow"], scale=options["scale"])
     print(
         f"wrote {options['n']} samples from step {state.get('step')} of {path} "
         f"({state['generator']} generator) to {out}"

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid
 
 from ganlab.errors import GanlabError
 from ganlab.runtime import to_uint8
+
+GRID_SCALE = 3  # saved grids are enlarged (nearest neighbour) so that digits are readable
 
 Generate = Callable[[int], Tensor]  # batch size -> images [B, C, 28, 28] in [-1, 1]
 BATCH = 1000  # images per forward pass: memory stays flat for any n
@@ -28,7 +30,7 @@ FORMATS = (".png", ".npz")
 # Python; torch.Generator would take up to 2**63 - 1)
 SEED_MAX = 2**32 - 1
 MAX_SAMPLES = 1_000_000  # images per ganlab-sample call (an .npz of 784 MB)
-MAX_GRID = 10_000  # images in one PNG grid (3,000 x 3,000 pixels at nrow=100)
+MAX_GRID = 10_000  # images in one PNG grid (3,000 x 3,000 pixels at nrow=100, x --scale)
 
 
 def sample_fn(
@@ -106,13 +108,17 @@ def _npz_images(images: Tensor) -> np.ndarray:
     return (pixels[:, 0] if pixels.shape[1] == 1 else pixels).numpy()
 
 
-def save_samples(images: Tensor, out: Path, nrow: int, labels: Tensor | None = None) -> None:
-    """``.png``: one grid, nrow images per row (3-channel images in colour: a digit per
-    channel); ``.npz``: uint8 [n, 28, 28] under "images" ([n, 3, 28, 28] for stacked MNIST),
-    and the asked-for digits, int64 [n], under "labels" for a conditional generator."""
+def save_samples(
+    images: Tensor, out: Path, nrow: int, labels: Tensor | None = None, scale: int = GRID_SCALE
+) -> None:
+    """``.png``: one grid, nrow images per row, each pixel ``scale`` x ``scale`` (3-channel
+    images in colour: a digit per channel); ``.npz``: uint8 [n, 28, 28] under "images"
+    ([n, 3, 28, 28] for stacked MNIST), and the asked-for digits, int64 [n], under "labels"
+    for a conditional generator."""
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".png":
-        save_image(images, out, nrow=nrow, normalize=True, value_range=(-1, 1))
+        grid = make_grid(images.float().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
+        save_grid_png(grid, out, scale, rgb=images.shape[1] != 1)
     else:
         extra = {} if labels is None else {"labels": labels.cpu().numpy()}
         np.savez_compressed(out, images=_npz_images(images), **extra)
@@ -149,7 +155,6 @@ def stream_npz(draw: Generate, n: int, out: Path) -> None:
 # --- pictures of a run ----------------------------------------------------------------------
 
 PROGRESS_GIF = "progress.gif"  # in the run dir: one frame per saved grid
-GRID_SCALE = 3  # saved grids are enlarged (nearest neighbour) so that digits are readable
 GIF_FRAME_MS, GIF_LAST_MS = 400, 2000  # each saved grid, and the last one held longer
 
 

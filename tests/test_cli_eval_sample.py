@@ -183,8 +183,16 @@ def test_sample_cli_writes_a_png_grid(run_dir, cache, tmp_path):
     done = run_cli("ganlab.sample", str(run_dir), "n=10", f"out={out}", "nrow=5", cache=cache)
     assert done.returncode == 0, done.stderr
     assert str(out) in done.stdout
-    with Image.open(out) as grid:
-        assert grid.size == (2 + 5 * 30, 2 + 2 * 30)  # 5 columns x 2 rows of 28 px, 2 px padding
+    with Image.open(out) as grid:  # 5 columns x 2 rows of 28 px, 2 px padding, each px 3x3
+        assert grid.size == (3 * (2 + 5 * 30), 3 * (2 + 2 * 30))  # as the run's own grids
+        assert grid.mode == "L"
+    small = tmp_path / "small.png"
+    done = run_cli("ganlab.sample", str(run_dir), "--n", "10", "--out", str(small),
+                   "--nrow", "5", "--scale", "1", cache=cache)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as big, Image.open(small) as grid:
+        assert grid.size == (2 + 5 * 30, 2 + 2 * 30)
+        assert big.resize(grid.size, Image.Resampling.NEAREST).tobytes() == grid.tobytes()
 
 
 def test_sample_npz_is_seeded_uint8(run_dir, tmp_path, capsys):
@@ -212,7 +220,7 @@ def test_sample_npz_is_seeded_uint8(run_dir, tmp_path, capsys):
     [
         (
             ["{run}", "size=3"],
-            "unknown argument 'size=3'; allowed: n=, out=, seed=, nrow=, device=",
+            "unknown argument 'size=3'; allowed: n=, out=, seed=, nrow=, scale=, device=",
         ),
         (["{run}", "n"], "unknown argument 'n'"),
         (["{run}", "n=many"], "n='many' is not an integer"),
