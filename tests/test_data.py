@@ -261,14 +261,18 @@ def test_missing_files_strict_raises(tmp_path):
     assert "disabled" in message and "\n" not in message
 
 
-def test_missing_files_not_strict_falls_back(tmp_path, caplog):
+def test_missing_files_not_strict_falls_back_and_says_so_once(tmp_path, caplog):
+    """The fallback is one short warning per process: a sweep's jobs, run one after another
+    in one process, do not each repeat it (their results.json say data.source)."""
     with caplog.at_level(logging.WARNING, logger="ganlab.data"):
-        data = load_mnist(
-            "mnist", str(tmp_path), "train", download=False, strict=False, device="cpu"
-        )
-    assert data.source == "mnist_sample" and len(data) == 5000
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and str(tmp_path) in warnings[0].getMessage()
+        for _ in range(2):
+            data = load_mnist(
+                "mnist", str(tmp_path), "train", download=False, strict=False, device="cpu"
+            )
+            assert data.source == "mnist_sample" and len(data) == 5000
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(tmp_path) in warnings[0], warnings
+    assert "data.download=false" in warnings[0] and len(warnings[0]) < 200 + len(str(tmp_path))
 
 
 def test_download_failure_is_reported(tmp_path, monkeypatch, caplog):
@@ -282,9 +286,11 @@ def test_download_failure_is_reported(tmp_path, monkeypatch, caplog):
     with pytest.raises(DataError, match="download failed: Error downloading x.gz") as info:
         load_mnist("mnist", str(tmp_path), "test", download=True, strict=True, device="cpu")
     assert "<urlopen error>" in str(info.value) and "\n" not in str(info.value)
-    with caplog.at_level(logging.WARNING, logger="ganlab.data"):
+    with caplog.at_level(logging.DEBUG, logger="ganlab.data"):
         data = load_mnist("mnist", str(tmp_path), "test", True, False, "cpu")
-    assert data.source == "mnist_sample" and "<urlopen error>" in caplog.text
+    assert data.source == "mnist_sample" and "<urlopen error>" in caplog.text  # at DEBUG
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "(download failed)" in warning and "urlopen" not in warning  # the console's: short
 
 
 def test_download_writes_torchvision_layout(tmp_path, monkeypatch):

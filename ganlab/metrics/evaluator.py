@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ganlab.data import warn_once
 from ganlab.metrics import METRIC_KEYS
 from ganlab.metrics.classifier import MNISTClassifier
 from ganlab.metrics.distances import fid, fid_infinity, kid
@@ -108,11 +109,10 @@ class Evaluator:
         self.options = {"k": k, "kid_subsets": kid_subsets, "kid_subset_size": kid_subset_size}
         self.n = min(n_samples, len(real_images))
         if self.n < n_samples:
-            log.warning(
-                "only %d real images: metrics use %d samples, not %d",
-                len(real_images),
-                self.n,
-                n_samples,
+            warn_once(  # once per process: a sweep's jobs would each repeat it
+                log,
+                f"only {len(real_images):,} real images: metrics use {self.n:,} samples, "
+                f"not {n_samples:,}",
             )
         order = torch.randperm(len(real_images), generator=torch.Generator().manual_seed(seed))
         self.real = self.embed(serve(real_images[order[: self.n]]), self.n)

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from ganlab.data import MNIST, read_split, sample_mnist
+from ganlab.data import MNIST, read_split, sample_mnist, warn_once
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,10 @@ def reference_sets(root: str | Path, download: bool = False) -> tuple[MNIST, MNI
     if test is not None:
         return test, train if train is not None else sample_mnist()
     reference = train if train is not None else sample_mnist()
-    log.warning(
-        "the MNIST test split is not under %s: metrics compare with %s (%d images) instead, "
-        "and no real-vs-real floor is computed; put t10k-*-idx*-ubyte[.gz] there for the "
-        "standard numbers",
-        root,
-        reference.source,
-        len(reference),
+    warn_once(
+        log,
+        f"no MNIST test split under {root}: metrics compare with {reference.source} "
+        f"({len(reference):,} images), without a real floor; put t10k-*-ubyte[.gz] there "
+        "for the standard numbers",
     )
     return reference, None
