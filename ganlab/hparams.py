@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from ganlab.rundir import TB_DIR
 from ganlab.tracking import (
     STATUSES,
     Column,
+    Counts,
     MetricColumn,
     experiment_summary,
     hp,
@@ -43,7 +45,6 @@ from ganlab.tracking import (
 IDENTITY = ("loss", "model", "seed", "lr", "n_critic")
 SHOWN = 5  # columns TensorBoard ticks by default
 _MAX = sys.float_info.max  # an interval open to the right: (0, ∞)
-_INT_MAX = 2**31 - 1
 
 # Command-line keys that name no run (as hydra.job.config.override_dirname's exclude_keys),
 # and those that are a column under a shorter name.
@@ -60,15 +61,23 @@ _LOSS_TAGS = {"loss/G": "G's full objective", "loss/D": "D's full objective"}
 _METRIC_PREFIXES = ("metrics_final/", "metrics/")  # the final evaluation's, the curve's
 
 
+def _count(name: str, value: Any, description: str) -> Column:
+    """A column of whole numbers (a seed, a count), written as their digits: TensorBoard's
+    HParams table prints every number to five significant digits (seed 0 as "0.0000"), text
+    as it is. Its domain is the values seen (``observed``; a sweep's: every job's, in
+    numeric order)."""
+    return Column(name, str(int(value)), None, description)
+
+
 def _base_columns(cfg: DictConfig, data_source: str, status: str) -> list[Column]:
     t, opt, penalty = cfg.trainer, cfg.optimizer, cfg.penalty
     columns = [
         Column("loss", cfg.loss.name, hp.Discrete(sorted(LOSSES)), "loss="),
         Column("model", cfg.model.name, hp.Discrete(sorted(MODELS)), "model="),
-        Column("seed", int(cfg.seed), hp.IntInterval(0, 2**32 - 1), "seed="),
+        _count("seed", cfg.seed, "seed="),
         Column("lr", float(opt.lr), hp.RealInterval(0.0, _MAX), "optimizer.lr (both networks)"),
-        Column("n_critic", int(t.n_critic), hp.IntInterval(1, _INT_MAX), "D updates per G update"),
-        Column("batch_size", int(t.batch_size), hp.IntInterval(1, _INT_MAX), "trainer.batch_size"),
+        _count("n_critic", t.n_critic, "D updates per G update"),
+        _count("batch_size", t.batch_size, "trainer.batch_size"),
         Column("penalty", penalty.name, hp.Discrete(sorted(PENALTIES)), "penalty= on D"),
         Column("ema", float(t.ema), hp.RealInterval(0.0, 1.0), "EMA decay of G (0: off)"),
         Column(
@@ -93,8 +102,8 @@ def _base_columns(cfg: DictConfig, data_source: str, status: str) -> list[Column
             for i in range(2)
         ]
     return columns + [
-        Column("trainer.steps", int(t.steps), hp.IntInterval(1, _INT_MAX), "G updates"),
-        Column("model.z_dim", int(cfg.model.z_dim), hp.IntInterval(1, _INT_MAX), "noise size"),
+        _count("trainer.steps", t.steps, "G updates"),
+        _count("model.z_dim", cfg.model.z_dim, "noise size"),
     ]
 
 
@@ -106,8 +115,10 @@ def _plain(value: Any) -> str | float | bool:
         return str(OmegaConf.to_container(value))
     if isinstance(value, bool | str):
         return value
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, int):  # as _count's: its digits
+        return str(value)
+    if isinstance(value, float):
+        return value
     return str(value)
 
 
@@ -163,7 +174,10 @@ def record_run(
     them, with one experiment for all its jobs). ``tags``: the scalar tags it wrote."""
     source = results.get("data", {}).get("source") or str(cfg.data.name)
     status = results.get("status", "failed")
-    columns = run_columns(cfg, overrides, source, status)
+    columns = [  # a column of no fixed domain: the one value this run has
+        c if c.domain is not None else replace(c, domain=_observed_domain([c.value]))
+        for c in run_columns(cfg, overrides, source, status)
+    ]
     summaries = [
         experiment_summary(columns, metric_columns(tags)),
         *session_summaries(columns, status, trial_id(run_dir)),
@@ -172,10 +186,12 @@ def record_run(
 
 
 def _observed_domain(values: Iterable[Any]) -> hp.Discrete | None:
-    distinct = sorted(set(values), key=str)
+    distinct = set(values)
     kinds = {type(v) for v in distinct}
     if len(kinds) != 1 or len(distinct) > 50:
         return None
+    if all(isinstance(v, str) and v.lstrip("-").isdigit() for v in distinct):
+        return Counts(distinct)  # _count's columns: 2 before 10
     return hp.Discrete(distinct)
 
 

@@ -15,7 +15,7 @@ keeps the first record of a tag it sees, so a resumed run must not leave its old
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,15 @@ _SESSION_STATUS = {
     "failed": api_pb2.STATUS_FAILURE,
 }
 Domain = hp.Discrete | hp.IntInterval | hp.RealInterval
+
+
+class Counts(hp.Discrete):
+    """A discrete domain of whole numbers written as text ("2", "10"), listed in numeric
+    order (``hp.Discrete`` sorts text as text: "10" before "2")."""
+
+    def __init__(self, values: Iterable[str]):
+        super().__init__(values, dtype=str)
+        self._values.sort(key=int)
 
 
 @dataclass(frozen=True)

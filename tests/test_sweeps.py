@@ -61,7 +61,7 @@ def test_basic_sweep_records_overrides_as_hparams(tmp_path):
     check_two_runs(runs)
     hp = hparams_of(runs[0])
     assert hp["loss"] == "hinge" and hp["model"] == "mlp"
-    assert hp["trainer.steps"] == 4 and hp["model.z_dim"] == 8  # the run's overrides
+    assert hp["trainer.steps"] == "4" and hp["model.z_dim"] == "8"  # the run's overrides
     assert hp["lr"] == pytest.approx(2e-4)
 
 

@@ -25,8 +25,9 @@ import pytest
 from PIL import Image, ImageStat
 from tensorboard.plugins.hparams import api_pb2
 
+from ganlab.hparams import sweep_columns
 from ganlab.losses import LOSSES as ALL_LOSSES
-from ganlab.tracking import HPARAMS_SUFFIX, STATUSES
+from ganlab.tracking import HPARAMS_SUFFIX, STATUSES, Column
 from ganlab.train import train
 from tests.conftest import hparams_records, tiny, train_cli, value
 
@@ -60,7 +61,10 @@ def test_a_run_declares_its_hparams_columns_domains_status_and_data_source(
     assert [info.name for info in experiment.hparam_infos if info.differs] == FIRST_COLUMNS[:5]
     assert [v.string_value for v in infos["loss"].domain_discrete.values] == sorted(ALL_LOSSES)
     assert [v.string_value for v in infos["status"].domain_discrete.values] == sorted(STATUSES)
-    assert infos["seed"].domain_interval.min_value == 0
+    # whole numbers as their digits (TensorBoard prints any number as 0.0000), one value here
+    for name, shown in (("seed", "0"), ("n_critic", "1"), ("trainer.steps", "4")):
+        assert infos[name].type == api_pb2.DATA_TYPE_STRING
+        assert [v.string_value for v in infos[name].domain_discrete.values] == [shown]
     assert infos["ema"].domain_interval.max_value == 1
     # the metric columns: the primary metric first, then the others, then the losses
     tags = [m.name.tag for m in experiment.metric_infos]
@@ -72,6 +76,7 @@ def test_a_run_declares_its_hparams_columns_domains_status_and_data_source(
     start = records["session_start_info"]
     assert value(start, "data") == "mnist_sample" and value(start, "status") == "completed"
     assert value(start, "loss") == "vanilla" and value(start, "model") == "mlp"
+    assert value(start, "seed") == "0" and value(start, "lr") == 2e-4
     assert start.group_name == f"run ({tmp_path.name})"
     assert records["session_end_info"].status == api_pb2.STATUS_SUCCESS
     # nothing in the Scalars dashboard's way: no hparam/* one-point charts
@@ -199,6 +204,7 @@ def test_tensorboard_serves_the_runs_tags_and_hparams_columns(tensorboard, sweep
     for loss, group in by_loss.items():
         assert group["name"] == f"loss={loss} ({sweep[0].name})"  # a short Trial ID
         assert group["hparams"]["status"] == "completed" and group["hparams"]["data"] == "mnist"
+        assert group["hparams"]["seed"] == "0"  # shown as 0, not 0.0000
         assert group["sessions"][0]["status"] == "STATUS_SUCCESS"
         fid = [m for m in group["metricValues"] if m["name"]["tag"] == metrics[0]]
         assert fid and fid[0]["value"] > 0
@@ -230,3 +236,15 @@ def test_chromium_shows_the_hparams_and_scalars_pages(tensorboard, tmp_path, pag
     assert r > 200 and 80 < g < 170 and b < 60, (r, g, b)
     body = image.crop((300, 120, 1400, 900)).convert("L")
     assert len(body.getcolors(maxcolors=256 * 256) or range(256)) > 30  # a table, or charts
+
+
+def test_a_sweeps_whole_number_columns_list_their_values_in_numeric_order():
+    """A sweep's seeds (and other counts) are text, so that TensorBoard prints them as
+    integers; the dashboard's filter lists them as numbers are ordered: 2 before 10."""
+    jobs = [
+        [Column("seed", seed, None), Column("lr", lr, None)]
+        for seed, lr in (("10", 1e-3), ("2", 2e-4), ("0", 1e-3))
+    ]
+    seed, lr = sweep_columns(jobs)
+    assert seed.domain.values == ["0", "2", "10"] and seed.shown
+    assert lr.domain.values == [0.0002, 0.001]
