@@ -1,8 +1,10 @@
 """ganlab from Python: train a run as ``python -m ganlab.train`` does, and get its results.
 
+```python
 >>> from ganlab.api import train
 >>> results = train(["model=mlp", "trainer.steps=3000"])      # doctest: +SKIP
 >>> results["status"], results["metrics"]["fid"], results["run_dir"]  # doctest: +SKIP
+```
 
 ``overrides`` are the command line's (``loss=hinge``, ``trainer.steps=500``,
 ``+aux.feature_matching=1``); or pass a composed ``cfg`` (``compose_config(overrides)``, then

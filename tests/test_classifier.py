@@ -27,6 +27,7 @@ from ganlab.metrics.classifier import (
     CACHE_FILE,
     CLASSIFIER,
     FEATURES,
+    PERCEPTUAL,
     MNISTClassifier,
     accuracy,
     cached_sha256,
@@ -89,6 +90,23 @@ def test_training_is_deterministic_and_leaves_the_rng_alone():
     assert info_a["weights_sha256"] == info_b["weights_sha256"] == weights_sha256(b)
     assert info_a["weights_sha256"] != info_c["weights_sha256"]
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_a_network_trained_in_a_run_is_the_one_later_runs_load(tmp_path, mnist_root):
+    """The same command gives the same numbers whatever the cache held: a run that trains the
+    perceptual backbone itself (cold cache) gets it exactly as a later run loads it (frozen,
+    in eval mode, the same outputs), and its training leaves the run's RNG where it was."""
+    state = torch.get_rng_state()
+    cold, info = load_or_train(PERCEPTUAL, tmp_path, mnist_root, epochs=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    warm, again = load_or_train(PERCEPTUAL, tmp_path, mnist_root)
+    load_or_train(FEATURES, tmp_path / "empty", mnist_root)  # the shipped one
+    assert torch.equal(torch.get_rng_state(), state)  # loading draws no random numbers either
+    assert again["weights_sha256"] == info["weights_sha256"]
+    for model in (cold, warm):
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+    x = torch.rand(16, 1, 28, 28) * 2 - 1
+    assert torch.equal(cold.features(x), warm.features(x))
 
 
 def test_weights_sha256_sees_every_bit():

@@ -422,7 +422,8 @@ def load_network(
             f"{path}: the weights do not match their recorded sha256 (a damaged or edited "
             f"file); {rebuild}"
         )
-    model = network.build()
+    with forked_rng(torch.device(device)):  # its random init, overwritten at once, must not
+        model = network.build()  # move the run's RNG: a run trains the same whatever is cached
     try:
         model.load_state_dict(state["weights"])
     except RuntimeError as e:  # names or shapes of another network
@@ -546,7 +547,9 @@ def load_or_train(
             *(network.what, 100 * info["test_accuracy"], test.source, info["weights_sha256"][:12]),
             info["train_seconds"],
         )
-        return model.to(device), info
+    # read back as any later run reads it (eval mode, frozen): a run that trained the network
+    # must train exactly as one that found it cached
+    return load_network(path, network, device)
 
 
 def load_or_train_classifier(
