@@ -146,7 +146,7 @@ class TrainerConfig:
     overwrite: bool = False  # start afresh in a folder that holds another run (clears it)
     ema: float = 0.0  # decay of the EMA of G's weights (0: off); samples and metrics use it
     cpu_minutes: float = 0.0  # stop after this many CPU-minutes of training (0: off; steps caps)
-    compile: str = "auto"  # off, default, reduce-overhead, max-autotune; auto: per device (README)
+    compile: str = "auto"  # off, default, reduce-overhead, max-autotune; auto: per device (docs)
     amp: str = "off"  # or bf16: the forward passes under bfloat16 autocast
     compile_backend: str = "inductor"  # torch.compile's backend; aot_eager/eager to debug
     keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)

@@ -39,7 +39,7 @@ GENERATED = (
 # One line per group (a group that is not here is listed without one).
 GROUPS = {
     "model": "G and D: an MLP or the DCGAN convnets",
-    "loss": "the GAN objective (README: Losses)",
+    "loss": "the GAN objective (docs/losses.md)",
     "penalty": "a gradient penalty on D; loss=wgan_gp selects gp",
     "cond": "class conditioning of G and D",
     "optimizer": "the optimizer of both networks",
@@ -82,11 +82,11 @@ ganlab-train: train a GAN on MNIST (the same as python -m ganlab.train)
   python -m ganlab.train --cfg job                             the composed config, as run
   python -m ganlab.train --info config                         the full dump: search path,
                                                                defaults tree, then the config
-Runs go to outputs/<date>/<HH-MM-SS>_<loss>_<model>/ (hydra.run.dir=... to choose).
+Runs go to outputs/<date>/<HH-MM-SS>_<loss>_<model>[_<override>...]/ (hydra.run.dir=...).
 """
 FOOTER = """\
 Add a key the schema lacks with +key=value (aux.<term> only); --hydra-help: Hydra's own flags.
-README.md: quickstart, every loss and metric, sweeps, resume."""
+README.md: quickstart; docs/: every loss and metric, sweeps, resume (mkdocs serve)."""
 
 
 def _compose() -> tuple[Any, dict[str, Any]]:

@@ -1,5 +1,5 @@
 """The committed loss study (docs/loss_study): its report regenerates from its run folders,
-and README's "Which loss?" table is that report's numbers."""
+and the "Which loss?" table of docs/compare_losses.md is that report's numbers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from ganlab.report import build_report, format_stat
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "docs" / "loss_study"
 GROUP_BY = "recipe,loss"  # README and docs/loss_study/README.md give this command
-# README's columns after recipe and loss, and the report's metric behind each
-README_COLUMNS = ("fid", "kid", "precision", "recall", "classes_covered")
+# The docs table's columns after recipe and loss, and the report's metric behind each
+TABLE_COLUMNS = ("fid", "kid", "precision", "recall", "classes_covered")
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def test_the_committed_study_regenerates_its_report(regenerated):
         assert written.read_text() == (STUDY / name).read_text(), name
 
 
-def _readme_rows() -> list[list[str]]:
-    text = (REPO / "README.md").read_text()
+def _docs_rows() -> list[list[str]]:
+    text = (REPO / "docs" / "compare_losses.md").read_text()
     block = text.split("<!-- loss-study table -->")[1].lstrip("\n")
     lines = []
     for line in block.splitlines():  # the table right after the marker, to its first non-row
@@ -43,12 +43,12 @@ def _readme_rows() -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
 
 
-def test_the_readme_table_is_the_reports(regenerated):
+def test_the_docs_table_is_the_reports(regenerated):
     rows = {row.group: row for row in regenerated.rows}
-    readme = _readme_rows()
-    assert len(readme) == len(rows)
-    for recipe, loss, *cells, failed in readme:
+    table = _docs_rows()
+    assert len(table) == len(rows)
+    for recipe, loss, *cells, failed in table:
         row = rows[f"{recipe}, {re.sub(r'[*`]', '', loss)}"]
-        expected = [format_stat(row.stats[metric]) for metric in README_COLUMNS]
+        expected = [format_stat(row.stats[metric]) for metric in TABLE_COLUMNS]
         assert [re.sub(r"\*", "", c) for c in cells] == expected, (recipe, loss)
         assert int(failed) == len(row.failed), (recipe, loss)

@@ -70,7 +70,10 @@ def _arrow(name: str) -> str:
 
 def _link(target: Path, out_dir: Path, text: str) -> str:
     rel = Path(os.path.relpath(target, out_dir)).as_posix()
-    return f"[{cell(text)}]({quote(rel, safe='/=,+:@')})"
+    # a run folder ends in "/": its name may hold dots (trainer.steps=3000), which would
+    # read as a file's extension (MkDocs looks for such a file and finds none)
+    slash = "/" if target.is_dir() else ""
+    return f"[{cell(text)}]({quote(rel, safe='/=,+:@')}{slash})"
 
 
 def _summary_table(rows: Sequence[GroupRow], metrics: Sequence[str], group_by: str) -> list[str]:
