@@ -118,6 +118,13 @@ def test_report_of_a_real_sweep_matches_the_jsons(sweep: Path, tmp_path: Path) -
 
     text = md.read_text()
     assert "Primary metric: `final.loss_g`, lower is better" in text
+    # the summary compares what compares; the other loss and the speed stand apart, arrowless
+    summary, apart = text.split("## Summary by loss")[1].split("### Training numbers")[:2]
+    header = next(line for line in summary.splitlines() if line.startswith("| loss |"))
+    assert "final.loss_g ↓" in header and "final.loss_d" not in header
+    header = next(line for line in apart.splitlines() if line.startswith("| loss |"))
+    assert "| final.loss_d |" in header and "↓" not in header and "↑" not in header
+    assert "trainer.steps=20/) | hinge |" in text  # a run's folder, linked as a folder
     for name in ("curves.png", "curves_cpu.png", "final_box.png", "samples.png"):
         assert f"]({name})" in text  # embedded with a relative link
         assert_png(tmp_path / name)

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ganlab.metrics import FLOOR_KEYS
 from ganlab.report.markdown import cell, md_table
 from ganlab.report.plots import draw_plots
 from ganlab.report.ranks import SeedRanks, rank_per_seed
 from ganlab.report.runs import (
     FINAL_LOSSES,
     MISSING,
+    TRAINING_METRICS,
     ReportError,
     check_feature_networks,
     check_group_by,
@@ -76,8 +78,10 @@ def _link(target: Path, out_dir: Path, text: str) -> str:
     return f"[{cell(text)}]({quote(rel, safe='/=,+:@')}{slash})"
 
 
-def _summary_table(rows: Sequence[GroupRow], metrics: Sequence[str], group_by: str) -> list[str]:
-    header = [group_by, "runs", "failed", *(f"{m} {_arrow(m)}" for m in metrics)]
+def _summary_table(
+    rows: Sequence[GroupRow], metrics: Sequence[str], group_by: str, arrows: bool = True
+) -> list[str]:
+    header = [group_by, "runs", "failed", *(f"{m} {_arrow(m)}" if arrows else m for m in metrics)]
     body = []
     for row in rows:
         cells = [cell(row.group), str(len(row.runs)), str(len(row.failed))]
@@ -89,6 +93,21 @@ def _summary_table(rows: Sequence[GroupRow], metrics: Sequence[str], group_by: s
             cells.append(text)
         body.append(cells)
     return md_table(header, body)
+
+
+def _training_section(rows: Sequence[GroupRow], names: Sequence[str], group_by: str) -> list[str]:
+    if not names:
+        return []
+    return [
+        "### Training numbers and real floors",
+        "",
+        "The final D and G losses, each on its own loss's scale (they compare runs of one loss,"
+        " never two losses: no direction is better), the speed, and the real-vs-real floors"
+        " of the metrics (where measured).",
+        "",
+        *_summary_table(rows, names, group_by, arrows=False),
+        "",
+    ]
 
 
 def _runs_table(rows: Sequence[GroupRow], primary: str, group_by: str, out_dir: Path) -> list[str]:
@@ -140,6 +159,11 @@ def render_markdown(
     runs = [run for row in rows for run in row.runs]
     failed = [run for run in runs if run.failed]
     why = "" if primary != "final.loss_g" else " (no run has `metrics.fid` yet)"
+    # the losses and the speed apart: a loss's value is on its own scale (wgan_gp's -8 does
+    # not beat vanilla's 0.7), so it has no better direction across groups
+    apart = (*TRAINING_METRICS, *FLOOR_KEYS)  # and the real floors: the same for every group
+    training = [m for m in metrics if m in apart and m != primary]
+    compared = [m for m in metrics if m not in training]
     lines = [
         f"# Sweep report: {sweep_dir.name}",
         "",
@@ -154,8 +178,9 @@ def render_markdown(
         f" {MISSING} where no successful run has the metric. Best group first; ↓/↑: lower/higher"
         " is better.",
         "",
-        *_summary_table(rows, metrics, group_by),
+        *_summary_table(rows, compared, group_by),
         "",
+        *_training_section(rows, training, group_by),
         *comparisons,
         f"## Best run per {group_by} (by `{primary}`)",
         "",
