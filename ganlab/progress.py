@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
+
+with warnings.catch_warnings():
+    # In a notebook without ipywidgets, importing tqdm.auto (tqdm.contrib imports it too) warns
+    # "IProgress not found" and falls back to the text bar: the bar this module uses anyway
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    try:
+        import ipywidgets  # noqa: F401  (a notebook's widget bar needs it)
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ganlab.metrics.session import EvaluationSession
 from ganlab.metrics.suite import GeneratorSpec, Request, evaluate
+from ganlab.progress import logging_redirect_tqdm, tqdm  # the bar that suits where it runs
 from ganlab.rundir import update_results
 from ganlab.signals import StopRequest
 from ganlab.tracking import RunLogger

@@ -548,6 +548,7 @@ def test_the_example_notebook_runs_end_to_end(tmp_path, mnist_root):
         str(o.get("data", {}).get("text/plain", "")) for o in outputs
     )
     assert "completed: 6 steps" in text  # the log lines reach the notebook
+    assert "Warning" not in text, text[-2000:]  # e.g. tqdm's "IProgress not found"
     assert re.search(r"FID \d", text), text[-2000:]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the grid is shown
     assert read_results(tmp_path / "run")["status"] == "completed"
