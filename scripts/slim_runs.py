@@ -5,7 +5,7 @@
 Per run it keeps ``results.json``, ``train.log``, ``.hydra/`` (what ``ganlab.report`` reads),
 the TensorBoard events without their images (scalars, text and HParams: the curves and the
 HParams tab), the sample grids at every ``--grids-every`` steps (the report's pictures) and
-the final generator alone (``generator.pt``: the EMA G in float16, ~0.3 MB for the study's
+the final generator alone (``generator.pt``: the EMA G in float16, 0.5 MB for the study's
 DCGAN), which ``ganlab-eval RUN/generator.pt`` re-scores when the metrics change.
 Checkpoints, ``progress.gif`` and TensorBoard's copies of the grids stay behind: the 48 runs
 of docs/loss_study (grids every 500 steps) keep 12 MB of their 666 MB. Folders already in
