@@ -1,4 +1,5 @@
-"""Hydra callbacks: checks before Hydra itself touches the disk, and a sweep's summary."""
+"""Hydra callbacks: checks before Hydra itself touches the disk, a sweep's job names, and a
+sweep's summary."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -97,6 +99,37 @@ class CheckOutputDir(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _make_writable_dir(config.hydra.sweep.dir, "hydra.sweep.dir")
+
+
+def shared_keys(task: list[str], params: list[str]) -> list[str]:
+    """The command line's keys that every job of a sweep shares (one value, not a sweep), when
+    the jobs differ in others: ``+preset=fast loss=vanilla,hinge seed=0,1`` → ``["preset"]``.
+    ``params`` are the sweeper's own (``hydra.sweeper.params``: each a sweep). None when
+    nothing is swept: a one-job sweep keeps its whole name."""
+    overrides = OverridesParser.create().parse_overrides(task)
+    given = {o.key_or_group for o in overrides}
+    swept = {o.key_or_group for o in overrides if o.is_sweep_override()} | (set(params) - given)
+    return sorted({o.key_or_group for o in overrides if not o.is_sweep_override()}) if swept else []
+
+
+class NameJobsByWhatDiffers(Callback):
+    """A sweep's job folders (and so its TensorBoard runs) named by the swept keys alone:
+    ``loss=hinge,seed=1``, not ``+preset=fast,loss=hinge,seed=1,trainer.steps=1500``. The
+    shared keys join ``hydra.job.config.override_dirname.exclude_keys`` through the sweep's
+    hydra overrides, which Hydra composes every job from (``load_sweep_config``), whatever the
+    launcher. So a sweep run again with another shared value (``trainer.steps=4000
+    trainer.resume=auto``) continues in the same folders."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        params = config.hydra.sweeper.get("params") or {}
+        shared = shared_keys(list(config.hydra.overrides.task), list(params))
+        if not shared:
+            return
+        excluded = list(config.hydra.job.config.override_dirname.exclude_keys)
+        keys = ",".join(f"'{key}'" for key in [*excluded, *shared])
+        config.hydra.overrides.hydra.append(
+            f"hydra.job.config.override_dirname.exclude_keys=[{keys}]"
+        )
 
 
 def _jobs(root: Path) -> list[tuple[Job, list[str]]]:

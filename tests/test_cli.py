@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from ganlab import api, helptext
+from ganlab.callbacks import shared_keys
 from ganlab.console import Job, results_table, sweep_summary
 from ganlab.errors import GanlabError
 from ganlab.metrics.classifier import CACHE_FILE
@@ -62,20 +63,14 @@ def test_bad_input_fails_early_with_one_readable_line(tmp_path, overrides, expec
 
 def test_multirun_gives_one_run_dir_per_job(tmp_path):
     sweep = tmp_path / "sweep"
+    shared = [*TINY, "model.z_dim=8", "data=mnist_sample", f"hydra.sweep.dir={sweep}"]
     proc = train_cli(
-        "-m",
-        "loss=vanilla,hinge",
-        "model=mlp,dcgan",
-        *TINY,
-        "model.z_dim=8",
-        "data=mnist_sample",
-        "trainer.steps=3",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
+        "-m", "loss=vanilla,hinge", "model=mlp,dcgan", "trainer.steps=3", *shared, cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    # Folders are named by each job's overrides (hydra.job.override_dirname).
+    # Folders are named by the keys that differ between the jobs: the shared ones
+    # (trainer.steps=3, model.z_dim=8, ...) would only repeat in every name
     jobs = [dict(kv.split("=", 1) for kv in run.name.split(",")) for run in runs]
     assert sorted((j["loss"], j["model"]) for j in jobs) == [
         ("hinge", "dcgan"),
@@ -83,8 +78,8 @@ def test_multirun_gives_one_run_dir_per_job(tmp_path):
         ("vanilla", "dcgan"),
         ("vanilla", "mlp"),
     ]
+    assert all(set(job) == {"loss", "model"} for job in jobs), [run.name for run in runs]
     for run, job in zip(runs, jobs, strict=True):
-        assert job["trainer.steps"] == "3"
         results = json.loads((run / "results.json").read_text())
         assert (results["loss"], results["model"], results["steps"]) == (
             job["loss"],
@@ -93,6 +88,28 @@ def test_multirun_gives_one_run_dir_per_job(tmp_path):
         )
         assert list((run / "tb").glob("events.out.tfevents.*"))
         assert (run / "checkpoints" / "last.pt").is_file()
+    # The same sweep with another shared value continues in the same folders
+    more = ("-m", "loss=vanilla,hinge", "model=mlp,dcgan", "trainer.steps=5", "trainer.resume=auto")
+    proc = train_cli(*more, *shared, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p for p in sweep.iterdir() if p.is_dir()) == runs
+    for run in runs:
+        assert json.loads((run / "results.json").read_text())["steps"] == 5, run.name
+        assert "resumed from" in (run / "train.log").read_text(), run.name
+
+
+def test_shared_keys_are_those_every_job_of_a_sweep_shares():
+    task = ["+preset=fast", "loss=vanilla,hinge", "seed=0,1", "trainer.steps=1500"]
+    assert shared_keys(task, []) == ["preset", "trainer.steps"]
+    assert shared_keys(["loss=glob(*)", "seed=range(3)", "data.root=x"], []) == ["data.root"]
+    # the sweeper's params are swept; a key given once on the command line is shared
+    assert shared_keys(["+experiment=loss_study", "data.root=x"], ["loss", "seed"]) == [
+        "data.root",
+        "experiment",
+    ]
+    # nothing swept (one job): its name keeps every override
+    assert shared_keys(["seed=3"], ["seed"]) == []
+    assert shared_keys(["loss=hinge", "trainer.steps=3"], []) == []
 
 
 def test_info_runs_from_any_directory(tmp_path):
