@@ -41,8 +41,9 @@ from ganlab.tracking import (
 )
 
 # What identifies a run, in this order: the first columns, and those ticked in a run's own
-# experiment (a sweep ticks the columns that differ between its jobs, then these).
-IDENTITY = ("loss", "model", "seed", "lr", "n_critic")
+# experiment (a sweep ticks the columns that differ between its jobs, then these). status is
+# among them so that a failed or diverged run shows without a click; n_critic follows the loss.
+IDENTITY = ("loss", "model", "seed", "status", "lr")
 SHOWN = 5  # columns TensorBoard ticks by default
 _MAX = sys.float_info.max  # an interval open to the right: (0, ∞)
 
@@ -75,6 +76,7 @@ def _base_columns(cfg: DictConfig, data_source: str, status: str) -> list[Column
         Column("loss", cfg.loss.name, hp.Discrete(sorted(LOSSES)), "loss="),
         Column("model", cfg.model.name, hp.Discrete(sorted(MODELS)), "model="),
         _count("seed", cfg.seed, "seed="),
+        Column("status", status, hp.Discrete(list(STATUSES)), "how the run ended"),
         Column("lr", float(opt.lr), hp.RealInterval(0.0, _MAX), "optimizer.lr (both networks)"),
         _count("n_critic", t.n_critic, "D updates per G update"),
         _count("batch_size", t.batch_size, "trainer.batch_size"),
@@ -87,7 +89,6 @@ def _base_columns(cfg: DictConfig, data_source: str, status: str) -> list[Column
             "the images trained on (results.json data.source; mnist_sample when MNIST was "
             "not found; stacked_ for Stacked MNIST)",
         ),
-        Column("status", status, hp.Discrete(list(STATUSES)), "how the run ended"),
         *(  # class conditioning (configs of older runs have none)
             [Column("cond", cfg.cond.name, hp.Discrete(list(CONDITIONINGS)), "cond=")]
             if cfg.get("cond") is not None

@@ -34,7 +34,7 @@ from tests.conftest import hparams_records, tiny, train_cli, value
 # --- HParams --------------------------------------------------------------------------------
 
 
-FIRST_COLUMNS = ["loss", "model", "seed", "lr", "n_critic", "batch_size", "penalty", "ema"]
+FIRST_COLUMNS = ["loss", "model", "seed", "status", "lr", "n_critic", "batch_size", "penalty"]
 
 
 def test_a_run_declares_its_hparams_columns_domains_status_and_data_source(
@@ -56,7 +56,7 @@ def test_a_run_declares_its_hparams_columns_domains_status_and_data_source(
     experiment = records["experiment"]
     infos = {info.name: info for info in experiment.hparam_infos}
     names = [info.name for info in experiment.hparam_infos]
-    assert names[:10] == [*FIRST_COLUMNS, "data", "status"]
+    assert names[:10] == [*FIRST_COLUMNS, "ema", "data"]
     # what identifies a run is ticked in the dashboard (it ticks the "differs" columns)
     assert [info.name for info in experiment.hparam_infos if info.differs] == FIRST_COLUMNS[:5]
     assert [v.string_value for v in infos["loss"].domain_discrete.values] == sorted(ALL_LOSSES)
@@ -189,7 +189,7 @@ def test_tensorboard_serves_the_runs_tags_and_hparams_columns(tensorboard, sweep
     columns = [info["name"] for info in experiment["hparamInfos"]]
     ticked = [info["name"] for info in experiment["hparamInfos"] if info.get("differs")]
     # TensorBoard lists the ticked columns first (by name) and shows the first five
-    assert ticked == ["loss", "lr", "model", "n_critic", "seed"] == columns[:5]
+    assert ticked == ["loss", "lr", "model", "seed", "status"] == columns[:5]
     assert {"batch_size", "penalty", "ema", "data", "status", "trainer.steps"} <= set(columns)
     metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
     assert metrics[0] in ("metrics_final/fid", "metrics/fid") and "loss/G" in metrics
