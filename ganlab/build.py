@@ -38,6 +38,7 @@ from ganlab.models.layers import CONDITIONINGS
 from ganlab.objective import Objective
 from ganlab.optimizers import build_optimizer
 from ganlab.plugins import check_recorded
+from ganlab.schedules import LrSchedule, ScheduledLr
 from ganlab.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
     G, D = build_models(cfg.model, cfg.cond.name, data.channels)
     G, D = G.to(device), D.to(device)
-    # CUDA graphs replay the optimizer steps only with their step counts on the device.
-    capturable = device.type == "cuda" and resolve_compile(cfg.trainer.compile, device)[0] != "off"
+    # CUDA graphs replay the optimizer steps only with their step counts on the device; a
+    # schedule keeps the iteration eager (Trainer.schedule_blocker).
+    schedule = LrSchedule(cfg.trainer.lr_schedule, cfg.trainer.lr_warmup)
+    compiled = resolve_compile(cfg.trainer.compile, device)[0] != "off" and not schedule.active
+    capturable = device.type == "cuda" and compiled
     opt_G, opt_D = (
         optimizer(cfg.optimizer, part, net, capturable)
         for part, net in (("generator", G), ("discriminator", D))
@@ -76,7 +80,19 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     z_dim = cfg.model.z_dim
     ema = EMA(G, cfg.trainer.ema, z_dim) if cfg.trainer.ema > 0 else None
     t = cfg.trainer
-    trainer = Trainer(G, D, opt_G, opt_D, data, objective, t.batch_size, z_dim, ema, t.n_critic)
+    trainer = Trainer(
+        G,
+        D,
+        opt_G,
+        opt_D,
+        data,
+        objective,
+        t.batch_size,
+        z_dim,
+        ema,
+        t.n_critic,
+        ScheduledLr(schedule, (opt_G, opt_D)) if schedule.active else None,
+    )
     mode = trainer.compile(t.compile, t.amp, t.compile_backend)
     how = "eager" if mode == "off" else f"compiled, {mode} ({t.compile_backend})"
     log.info("iteration: %s, trainer.amp=%s: %s", how, t.amp, trainer.execution["why"])

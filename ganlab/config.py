@@ -37,6 +37,7 @@ from ganlab.optimizers import OPTIMIZERS
 from ganlab.penalties import PENALTIES
 from ganlab.runtime import DEVICE_TYPES, check_memory, resolve_device
 from ganlab.sampling import SEED_MAX
+from ganlab.schedules import SCHEDULES
 from ganlab.stacked import MODE_SAMPLES
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,8 @@ class TrainerConfig:
     overwrite: bool = False  # start afresh in a folder that holds another run (clears it)
     ema: float = 0.0  # decay of the EMA of G's weights (0: off); samples and metrics use it
     cpu_minutes: float = 0.0  # stop after this many CPU-minutes of training (0: off; steps caps)
+    lr_schedule: str = "constant"  # or linear, cosine: lr decay over the run (ganlab.schedules)
+    lr_warmup: float = 0.0  # fraction of the run over which lr first rises from 0 (0: none)
     compile: str = "auto"  # off, default, reduce-overhead, max-autotune; auto: per device (docs)
     amp: str = "off"  # or bf16: the forward passes under bfloat16 autocast
     compile_backend: str = "inductor"  # torch.compile's backend; aot_eager/eager to debug
@@ -293,6 +296,18 @@ def _check_trainer(t: DictConfig) -> None:
         "trainer.cpu_minutes",
         t.cpu_minutes,
         "must be a finite number >= 0; 0 turns the budget off",
+    )
+    _check(
+        t.lr_schedule in SCHEDULES,
+        "trainer.lr_schedule",
+        t.lr_schedule,
+        f"one of {', '.join(SCHEDULES)}",
+    )
+    _check(
+        _finite(t.lr_warmup) and 0 <= t.lr_warmup < 1,
+        "trainer.lr_warmup",
+        t.lr_warmup,
+        "a fraction of the run in [0, 1); 0: no warm-up",
     )
 
 

@@ -36,6 +36,7 @@ from ganlab.run_record import RunRecord, carried
 from ganlab.rundir import CHECKPOINTS_DIR, SAMPLES_DIR, TB_DIR, lookup, read_results
 from ganlab.runtime import resolve_device, seed_everything
 from ganlab.sampling import PROGRESS_GIF, class_rows, save_grid_png, write_progress_gif
+from ganlab.schedules import run_progress
 from ganlab.signals import RunInterrupted, StopRequest
 from ganlab.tracking import RunLogger, in_sweep, run_overrides
 
@@ -188,7 +189,14 @@ class TrainingRun:
     # --- the loop's sections --------------------------------------------------------------
 
     def iterate(self) -> None:
-        """n_critic D updates, each on a fresh real batch, then one G update."""
+        """n_critic D updates, each on a fresh real batch, then one G update, at the lr the
+        schedule gives for the run's progress (ganlab.schedules)."""
+        if self.trainer.lr is not None:
+            t = self.cfg.trainer
+            cpu_s = self.progress.cpu_spent()
+            self.trainer.lr.follow(
+                run_progress(self.trainer.step + 1, t.steps, cpu_s, t.cpu_minutes)
+            )
         for logs in self.trainer.iterate():
             self.logger.accumulate(logs)
         self.progress.advance()

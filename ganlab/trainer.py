@@ -23,6 +23,7 @@ from ganlab.models import Critic, GeneratorBase
 from ganlab.objective import Objective
 from ganlab.packing import pack
 from ganlab.penalties import clip_weights_
+from ganlab.schedules import ScheduledLr
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ class Trainer:
         z_dim: int,
         ema: EMA | None = None,
         n_critic: int = 1,
+        lr: ScheduledLr | None = None,
     ):
         self.G, self.D, self.opt_G, self.opt_D = G, D, opt_G, opt_D
+        self.lr = lr  # the optimizers' lr schedule, which the run follows (None: constant)
         self.data, self.objective, self.ema = data, objective, ema
         self.batch_size, self.z_dim, self.n_critic = batch_size, z_dim, n_critic
         self.step = 0  # generator updates done
@@ -62,7 +65,8 @@ class Trainer:
         device = self.data.images.device
         mode, why = execution.resolve_compile(mode, device)
         iteration = execution.with_amp(self.iteration, amp, device)
-        blocker = self.objective.compile_blocker if mode != "off" else None
+        blockers = (self.objective.compile_blocker, self.lr and self.lr.compile_blocker)
+        blocker = next(filter(None, blockers), None) if mode != "off" else None
         if blocker:
             log.info("trainer.compile=%s: running eager, because %s", mode, blocker)
             mode, why = "off", f"trainer.compile={mode} fell back to eager: {blocker}"
