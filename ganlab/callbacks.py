@@ -109,7 +109,9 @@ def shared_keys(task: list[str], params: list[str]) -> list[str]:
     overrides = OverridesParser.create().parse_overrides(task)
     given = {o.key_or_group for o in overrides}
     swept = {o.key_or_group for o in overrides if o.is_sweep_override()} | (set(params) - given)
-    return sorted({o.key_or_group for o in overrides if not o.is_sweep_override()}) if swept else []
+    # a key given once and swept later on the same line (model.z_dim=8 ... model.z_dim=0,16)
+    # is swept: Hydra's last value wins
+    return sorted({o.key_or_group for o in overrides} - swept) if swept else []
 
 
 class NameJobsByWhatDiffers(Callback):

@@ -107,6 +107,7 @@ def test_shared_keys_are_those_every_job_of_a_sweep_shares():
         "data.root",
         "experiment",
     ]
+    assert shared_keys(["model.z_dim=8", "loss=hinge", "model.z_dim=0,16"], []) == ["loss"]
     # nothing swept (one job): its name keeps every override
     assert shared_keys(["seed=3"], ["seed"]) == []
     assert shared_keys(["loss=hinge", "trainer.steps=3"], []) == []

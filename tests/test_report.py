@@ -82,13 +82,8 @@ def edit_results(run_dir: Path, **patch) -> None:
 
 
 def run_dir_of(sweep_dir: Path, loss: str, seed: int) -> Path:
-    """The sweep's run folder for (loss, seed); names hold every override, in Hydra's order."""
-    (match,) = [
-        path
-        for path in sweep_dir.iterdir()
-        if f"loss={loss}," in path.name and f"seed={seed}," in path.name
-    ]
-    return match
+    """The sweep's run folder for (loss, seed): named by the swept keys alone."""
+    return sweep_dir / f"loss={loss},seed={seed}"
 
 
 # --- the real sweep -------------------------------------------------------------------------
@@ -124,7 +119,7 @@ def test_report_of_a_real_sweep_matches_the_jsons(sweep: Path, tmp_path: Path) -
     assert "final.loss_g ↓" in header and "final.loss_d" not in header
     header = next(line for line in apart.splitlines() if line.startswith("| loss |"))
     assert "| final.loss_d |" in header and "↓" not in header and "↑" not in header
-    assert "trainer.steps=20/) | hinge |" in text  # a run's folder, linked as a folder
+    assert f"(../{sweep.name}/loss=hinge,seed=0/) | hinge |" in text  # a folder, as a folder
     for name in ("curves.png", "curves_cpu.png", "final_box.png", "samples.png"):
         assert f"]({name})" in text  # embedded with a relative link
         assert_png(tmp_path / name)

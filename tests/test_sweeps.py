@@ -87,8 +87,8 @@ def test_a_sweep_with_one_bad_job_runs_the_others_and_reports_the_failure(tmp_pa
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     jobs = {p.name: p for p in sweep.iterdir() if p.is_dir()}
-    (bad_dir,) = [p for name, p in jobs.items() if "model.z_dim=0," in name]
-    (good_dir,) = [p for name, p in jobs.items() if "model.z_dim=16," in name]
+    assert sorted(jobs) == ["model.z_dim=0", "model.z_dim=16"]  # the swept key alone
+    bad_dir, good_dir = jobs["model.z_dim=0"], jobs["model.z_dim=16"]
     bad, good = read_results(bad_dir), read_results(good_dir)
     assert bad["status"] == "failed" and "model.z_dim" in bad["reason"]
     assert good["status"] == "completed"
