@@ -157,15 +157,17 @@ def main() -> None:
             rows[f"{name} s{seed}"] = curve(run_dir, session, n, device)
             if args.raw and "ema" in name:  # the same checkpoints' raw G, beside the average
                 rows[f"{name} s{seed} raw"] = curve(run_dir, session, n, device, "raw")
-    for earlier in args.merge:  # an earlier run of this script, same classifier and n
+    label_reader = session.classifier_info["weights_sha256"]
+    features = session.features_info["weights_sha256"]
+    for earlier in args.merge:  # an earlier run of this script, same networks and n
         previous = json.loads(earlier.read_text())
-        if (previous["classifier"], previous["n"]) != (
-            session.classifier_info["weights_sha256"],
+        if (previous["classifier"], previous.get("features"), previous["n"]) != (
+            label_reader,
+            features,
             args.n,
         ):
-            raise SystemExit(f"{earlier}: another classifier or n; not comparable")
+            raise SystemExit(f"{earlier}: other metric networks or n; not comparable")
         rows = {**previous["rows"], **rows}
-    info = session.classifier_info
     print(f"\n{'variant':<26} FID at (step, training CPU-minutes)")
     for name, points in rows.items():  # each row its own steps (a CPU budget ends anywhere)
         print(
@@ -174,14 +176,14 @@ def main() -> None:
             + f"   classes {points[-1]['classes_covered']}"
         )
     print(
-        f"classifier {info['weights_sha256'][:12]}; n = {min(args.n, session.n)} vs "
-        f"{session.reference.source}; floor fid {session.floor()['fid']:.2f}"
+        f"label reader {label_reader[:12]}, feature network {features[:12]}; "
+        f"n = {min(args.n, session.n)} vs {session.reference.source}; "
+        f"floor fid {session.floor()['fid']:.2f}"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     plot(rows, args.out)
-    (args.out / "bench_quality.json").write_text(
-        json.dumps({"classifier": info["weights_sha256"], "n": args.n, "rows": rows}, indent=2)
-    )
+    record = {"classifier": label_reader, "features": features, "n": args.n, "rows": rows}
+    (args.out / "bench_quality.json").write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":
