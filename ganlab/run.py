@@ -247,6 +247,8 @@ class TrainingRun:
         """The interval's means (read by check) and the throughput, to TensorBoard and the bar."""
         self.record.final = final = self.logger.write(step, self.means)
         self.logger.scalar("perf/it_per_s", self.progress.interval(step), step)
+        if self.trainer.lr is not None:  # the schedule's lr, G's (D's follows the same factor)
+            self.logger.scalar("perf/lr_G", self.trainer.opt_G.param_groups[0]["lr"], step)
         self.progress.show_losses(final["loss/D"], final["loss/G"])
 
     def save_grid(self, step: int) -> None:

@@ -12,7 +12,7 @@ from ganlab.checkpoint import load_checkpoint
 from ganlab.errors import GanlabError
 from ganlab.schedules import LrSchedule, run_progress
 from ganlab.train import train
-from tests.conftest import short_run
+from tests.conftest import scalars, short_run
 
 
 @pytest.mark.parametrize(
@@ -69,6 +69,9 @@ def test_a_run_updates_at_the_lr_its_schedule_gives(make_cfg, tmp_path, monkeypa
     expected = [1e-3 * LrSchedule("cosine", 0.25).factor((i + 1) / 4) for i in range(4)]
     assert expected[0] == pytest.approx(1e-3) and expected[-1] == pytest.approx(0.0)
     assert seen[1::2] == pytest.approx(expected) and seen[0::2] == pytest.approx(expected)
+    # TensorBoard has the lr at each log interval (short_run logs every 5 steps: at the end)
+    logged = [event.value for event in scalars(tmp_path)["perf/lr_G"]]
+    assert logged and logged[-1] == pytest.approx(expected[-1], abs=1e-9)
 
 
 def test_a_resumed_run_continues_its_schedule_exactly(make_cfg, tmp_path):
