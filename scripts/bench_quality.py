@@ -116,7 +116,7 @@ def plot(rows: dict[str, list[dict]], out: Path) -> None:
         for name, points in rows.items():
             ax.plot([p[key] for p in points], [p["fid"] for p in points], marker="o", label=name)
         ax.set_xlabel("G steps" if key == "step" else "training CPU-minutes")
-        ax.set_ylabel("FID (ganlab classifier features)")
+        ax.set_ylabel("FID (ganlab feature network)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize=7)
