@@ -54,7 +54,7 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     G, D = build_models(cfg.model, cfg.cond.name, data.channels)
     G, D = G.to(device), D.to(device)
     # CUDA graphs replay the optimizer steps only with their step counts on the device; a
-    # schedule keeps the iteration eager (Trainer.schedule_blocker).
+    # schedule keeps the iteration eager (ScheduledLr.compile_blocker).
     schedule = LrSchedule(cfg.trainer.lr_schedule, cfg.trainer.lr_warmup)
     compiled = resolve_compile(cfg.trainer.compile, device)[0] != "off" and not schedule.active
     capturable = device.type == "cuda" and compiled

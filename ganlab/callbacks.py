@@ -111,7 +111,7 @@ def shared_keys(task: list[str], params: list[str]) -> list[str]:
     swept = {o.key_or_group for o in overrides if o.is_sweep_override()} | (set(params) - given)
     # a key given once and swept later on the same line (model.z_dim=8 ... model.z_dim=0,16)
     # is swept: Hydra's last value wins
-    return sorted({o.key_or_group for o in overrides} - swept) if swept else []
+    return sorted(given - swept) if swept else []
 
 
 class NameJobsByWhatDiffers(Callback):
@@ -128,7 +128,7 @@ class NameJobsByWhatDiffers(Callback):
         if not shared:
             return
         excluded = list(config.hydra.job.config.override_dirname.exclude_keys)
-        keys = ",".join(f"'{key}'" for key in [*excluded, *shared])
+        keys = ",".join(f"'{key}'" for key in dict.fromkeys([*excluded, *shared]))
         config.hydra.overrides.hydra.append(
             f"hydra.job.config.override_dirname.exclude_keys=[{keys}]"
         )

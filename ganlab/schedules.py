@@ -61,7 +61,8 @@ class LrSchedule:
 
 class ScheduledLr:
     """Optimizers whose lr follows a schedule: ``follow(progress)`` before each update sets
-    every param group's lr to its configured value times the schedule's factor."""
+    every param group's lr to its configured value times the schedule's factor. Built only for
+    an active schedule (ganlab.build): a constant one leaves the optimizers alone."""
 
     def __init__(self, schedule: LrSchedule, optimizers: Sequence[torch.optim.Optimizer]):
         self.schedule = schedule
@@ -71,17 +72,13 @@ class ScheduledLr:
         self.base = [[group["lr"] for group in opt.param_groups] for opt in self.optimizers]
 
     @property
-    def compile_blocker(self) -> str | None:
+    def compile_blocker(self) -> str:
         """Why a schedule keeps the iteration eager: a compiled step holds its lr fixed."""
-        if not self.schedule.active:
-            return None
         return f"trainer.lr_schedule={self.schedule.name} changes lr every step"
 
     def follow(self, progress: float) -> None:
         """Set the lr for the next update (``progress``: the run's fraction done once it is
         made)."""
-        if not self.schedule.active:
-            return
         factor = self.schedule.factor(progress)
         for opt, base in zip(self.optimizers, self.base, strict=True):
             for group, lr in zip(opt.param_groups, base, strict=True):
