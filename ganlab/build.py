@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from ganlab.augment import build_augment
 from ganlab.auxiliary import TERMS
 from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE, VGGFeatures
 from ganlab.checkpoint import locate
@@ -76,6 +77,7 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
         backbone=backbone,
         cond=CONDITIONINGS[cfg.cond.name],
         cond_weight=cfg.cond.weight,
+        augment=build_augment(cfg.aug.policy, cfg.aug),
     )
     z_dim = cfg.model.z_dim
     ema = EMA(G, cfg.trainer.ema, z_dim) if cfg.trainer.ema > 0 else None

@@ -26,6 +26,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import MISSING, DictConfig
 
+from ganlab.augment import OPERATIONS
 from ganlab.auxiliary import TERMS
 from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE
 from ganlab.data import DEFAULT_ROOT, SPLITS, image_channels
@@ -115,6 +116,14 @@ class CondConfig:
 
 
 @dataclass
+class AugConfig:
+    name: str = MISSING  # the aug group's option (aug=): none or diffaugment
+    policy: list[str] = MISSING  # operations applied in turn: color, translation, cutout
+    translation: float = 0.125  # translation: shift of up to this fraction of the image
+    cutout: float = 0.5  # cutout: side of the erased square, a fraction of the image
+
+
+@dataclass
 class OptimizerConfig:
     name: str = MISSING
     lr: float = MISSING
@@ -181,6 +190,7 @@ class Config:
     loss: LossConfig = MISSING
     penalty: PenaltyConfig = MISSING
     cond: CondConfig = MISSING
+    aug: AugConfig = MISSING
     optimizer: OptimizerConfig = MISSING
     data: DataConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -240,6 +250,7 @@ def validate(cfg: DictConfig) -> None:
         "must be a finite number >= 0",
     )
     _check_optimizer(cfg.optimizer)
+    _check_aug(cfg.aug)
     for key in ("n_samples", "eval_samples"):
         value = cfg.metrics[key]
         rule = f"must be >= {MIN_SAMPLES} for stable k-NN metrics"
@@ -363,6 +374,29 @@ def _check_optimizer(opt: DictConfig) -> None:
             _check_betas(f"optimizer.{part}.betas", node.betas)
 
 
+def _check_aug(aug: DictConfig) -> None:
+    for name in aug.policy:
+        _check(name in OPERATIONS, "aug.policy", name, f"operations are {', '.join(OPERATIONS)}")
+    _check(
+        len(set(aug.policy)) == len(aug.policy),
+        "aug.policy",
+        list(aug.policy),
+        "each operation at most once",
+    )
+    _check(
+        (aug.name == "none") == (not aug.policy),
+        "aug.policy",
+        list(aug.policy),
+        "aug=none applies no operation: choose aug=diffaugment for a policy"
+        if aug.name == "none"
+        else f"aug={aug.name} needs at least one operation ({', '.join(OPERATIONS)})",
+    )
+    for key in ("translation", "cutout"):
+        value = aug[key]
+        ok = _finite(value) and 0 < value <= 1
+        _check(ok, f"aug.{key}", value, "a fraction of the image in (0, 1]")
+
+
 def _check_aux(cfg: DictConfig) -> None:
     for name, weight in cfg.aux.items():
         _check(name in TERMS, "aux", name, f"auxiliary terms are {', '.join(TERMS)}")
@@ -436,6 +470,16 @@ def _check_pack(cfg: DictConfig) -> None:
         m,
         f"must be 1 with cond={cfg.cond.name}: a pack of samples has no one class label",
     )
+    group = D.get("minibatch_std", 0) if isinstance(D, DictConfig) else 0
+    if isinstance(group, int) and group >= 1 and batch % m == 0:  # its type: build_models
+        n = batch // m
+        _check(
+            n % min(group, n) == 0,
+            "model.discriminator.minibatch_std",
+            group,
+            f"D scores {n} packs per batch (trainer.batch_size / pack): a group size that "
+            "divides them",
+        )
     for name in _active_terms(cfg):
         packs = TERMS[name].min_packs
         _check(

@@ -1,8 +1,9 @@
 """What D and G minimise beside the adversarial loss, and how each extra term is computed.
 
 ``Objective`` holds the loss (``ganlab.losses``), the Lipschitz constraint (a penalty of
-``ganlab.penalties`` or weight clipping), the auxiliary terms (``ganlab.auxiliary``) and the
-class conditioning (``ganlab.models.layers.CONDITIONINGS``); the trainer adds what it returns
+``ganlab.penalties`` or weight clipping), the auxiliary terms (``ganlab.auxiliary``), the
+class conditioning (``ganlab.models.layers.CONDITIONINGS``) and the augmentation D sees images
+through (``ganlab.augment``); the trainer adds what it returns
 to each update's loss. Nothing here steps an optimizer.
 """
 
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganlab.augment import Augment
 from ganlab.auxiliary import TERMS
 from ganlab.losses import GANLoss
 from ganlab.models.layers import CONDITIONINGS, Conditioning, Critic
@@ -26,7 +28,8 @@ Pair = tuple[Tensor | None, Tensor | None]  # (images, D's features of them)
 @dataclass
 class Objective:
     """What D and G minimise: the adversarial loss, its Lipschitz constraint, the auxiliary
-    terms (``ganlab.auxiliary.TERMS``) with a non-zero weight and the class conditioning."""
+    terms (``ganlab.auxiliary.TERMS``) with a non-zero weight, the class conditioning and
+    the augmentation of D's inputs."""
 
     loss: GANLoss
     penalty: str = "none"  # a key of ganlab.penalties.PENALTIES
@@ -38,9 +41,15 @@ class Objective:
     backbone: nn.Module | None = None  # frozen network with features(x), for "backbone" terms
     cond: Conditioning = CONDITIONINGS["none"]
     cond_weight: float = 1.0  # acgan: weight of the class cross-entropy
+    augment: Augment | None = None  # DiffAugment's T (None: D sees the images themselves)
 
     def __post_init__(self) -> None:
         self.aux = {name: w for name, w in self.aux.items() if w}
+
+    def seen(self, x: Tensor) -> Tensor:
+        """What D is shown of images x: T(x), drawn afresh per image, or x without an
+        augmentation. Differentiable, so G learns through it (Zhao et al. 2020)."""
+        return x if self.augment is None else self.augment(x)
 
     def terms(self, network: str) -> list[str]:
         """Active terms of ``network`` ("G" or "D"), in registry order."""
@@ -105,7 +114,8 @@ class Objective:
         self, network: str, real: Pair, fake: Pair, logs: dict[str, Tensor]
     ) -> Tensor | None:
         """The weighted sum of ``network``'s auxiliary terms (None when it has none), each
-        logged as aux/<name> and the sum as aux/total_<network>. real/fake: (images, D features)."""
+        logged as aux/<name> and the sum as aux/total_<network>. real/fake: (images, D's
+        features of what it saw of them); a backbone term reads the images themselves."""
         terms = {}
         for name in self.terms(network):
             term = TERMS[name]

@@ -110,9 +110,6 @@ class Trainer:
         self.run_iteration = execution.guarded(fast, iteration, mode, snapshot, restore)
         return mode
 
-    def noise(self, n: int) -> Tensor:
-        return torch.randn(n, self.z_dim, device=self.data.images.device)
-
     # --- one iteration ----------------------------------------------------------------------
 
     def iterate(self) -> list[dict[str, Tensor]]:
@@ -164,8 +161,9 @@ class Trainer:
         real, y_real = self._real()  # [B, C, 28, 28] (and labels [B]), fresh every D step
         with torch.no_grad():
             fake, y_fake = self._fake()
-        real_features, real_logits = self._score(real, y_real)  # [B/m, F] or None, [B/m]
-        fake_features, fake_logits = self._score(fake, y_fake)
+        seen = obj.seen(real), obj.seen(fake)  # what D (and the penalty) sees: T(x) or x
+        real_features, real_logits = self._score(seen[0], y_real)  # [B/m, F] or None, [B/m]
+        fake_features, fake_logits = self._score(seen[1], y_fake)
         loss = obj.loss.d(real_logits, fake_logits)
         logs = {"D/real": real_logits.mean(), "D/fake": fake_logits.mean()}
         if obj.loss.estimates_wasserstein:
@@ -173,7 +171,7 @@ class Trainer:
         extras = (
             obj.aux_terms("D", (real, real_features), (fake, fake_features), logs),
             obj.classes(self.D, [(real_features, y_real)], logs, "cond/acgan_D"),
-            obj.penalty_term(self.D, real, fake, (y_real, y_fake), logs) if penalty_due else None,
+            obj.penalty_term(self.D, *seen, (y_real, y_fake), logs) if penalty_due else None,
         )
         for extra in extras:
             loss = loss if extra is None else loss + extra
@@ -189,12 +187,12 @@ class Trainer:
         """G: make D score generated images as real (and match features, if asked to)."""
         obj = self.objective
         fake, y_fake = self._fake()
-        fake_features, fake_logits = self._score(fake, y_fake)
+        fake_features, fake_logits = self._score(obj.seen(fake), y_fake)  # G learns through T
         real = real_features = real_logits = None
         if obj.loss.g_uses_real or obj.terms("G"):
             real, y_real = self._real()
             with torch.no_grad():  # constants for G: no gradient reaches D through them
-                real_features, real_logits = self._score(real, y_real)
+                real_features, real_logits = self._score(obj.seen(real), y_real)
         loss = obj.loss.g(fake_logits, real_logits)
         logs: dict[str, Tensor] = {}
         extras = (
@@ -222,7 +220,7 @@ class Trainer:
 
     def _fake(self) -> tuple[Tensor, Tensor | None]:
         """G(z), and when conditional G(z, y) with y drawn uniformly from G's classes."""
-        z = self.noise(self.batch_size)
+        z = torch.randn(self.batch_size, self.z_dim, device=self.data.images.device)
         if not self.G.conditional:
             return self.G(z), None
         y = torch.randint(self.G.n_classes, (self.batch_size,), device=z.device)

@@ -24,6 +24,7 @@ import torch
 
 from ganlab.build import load_generator
 from ganlab.checkpoint import CheckpointDir
+from ganlab.metrics.labels import class_histogram
 from ganlab.metrics.session import EvaluationSession
 from ganlab.rundir import read_results
 from ganlab.runtime import resolve_device
@@ -36,8 +37,20 @@ VARIANTS: dict[str, list[str]] = {
     "mlp_sn": [*MLP, "model.discriminator.spectral_norm=true"],
     "mlp_r1_ema": [*MLP, "penalty=r1", "penalty.weight=1", "trainer.ema=0.999"],
     "mlp_sn_ema": [*MLP, "model.discriminator.spectral_norm=true", "trainer.ema=0.999"],
+    "mlp_ema_mbstd": [*MLP, "trainer.ema=0.999", "model.discriminator.minibatch_std=4"],
+    "mlp_ema_dropout": [*MLP, "trainer.ema=0.999", "model.discriminator.dropout=0.3"],
+    "mlp_ema_mbstd_dropout": [
+        *MLP,
+        "trainer.ema=0.999",
+        "model.discriminator.minibatch_std=4",
+        "model.discriminator.dropout=0.3",
+    ],
+    "mlp_ema_diffaug": [*MLP, "trainer.ema=0.999", "aug=diffaugment"],
     "dcgan_default": [],
     "dcgan_fast": ["+preset=fast"],
+    "dcgan_fast_diffaug": ["+preset=fast", "aug=diffaugment"],
+    "dcgan_fast_diffaug_tc": ["+preset=fast", "aug=diffaugment", "aug.policy=[translation,cutout]"],
+    "dcgan_fast_cosine": ["+preset=fast", "trainer.lr_schedule=cosine"],
     "dcgan_ema": ["trainer.ema=0.999"],
     "dcgan_32_lr5e-4": [
         "model.generator.channels=32",
@@ -91,18 +104,25 @@ def curve(
     points = []
     for path in reversed(CheckpointDir(run_dir / "checkpoints").numbered()):
         G, _, state = load_generator(path, device, generator)
+        z_dim = state["config"]["model"]["z_dim"]
         with torch.no_grad():
-            m = session.metrics(sample_fn(G, state["config"]["model"]["z_dim"], device), n)
+            m = session.metrics(sample_fn(G, z_dim, device), n)
+            # the label reader's class mix of the same n samples (the MLP's even-cover target)
+            logits = session.evaluator.embed(sample_fn(G, z_dim, device), n).logits
+        shares = class_histogram(logits)
         points.append(
             {
                 "step": state["step"],
                 "cpu_min": state["step"] * cpu_per_it / 60,
                 "generator": state["generator"],
                 **{k: m[k] for k in ("fid", "kid", "classes_covered", "precision", "recall")},
+                "class_shares": [round(float(v), 4) for v in shares],
             }
         )
         print(
-            f"  {run_dir.name} step {state['step']} ({generator}): fid {m['fid']:.1f}", flush=True
+            f"  {run_dir.name} step {state['step']} ({generator}): fid {m['fid']:.1f}, "
+            f"classes {100 * shares.min():.1f}-{100 * shares.max():.1f} %",
+            flush=True,
         )
     return points
 
@@ -174,6 +194,12 @@ def main() -> None:
             f"{name:<26} "
             + "  ".join(f"{p['fid']:.1f} ({p['step']}, {p['cpu_min']:.1f})" for p in points)
             + f"   classes {points[-1]['classes_covered']}"
+            + (
+                f", shares {100 * min(points[-1]['class_shares']):.1f}-"
+                f"{100 * max(points[-1]['class_shares']):.1f} %"
+                if "class_shares" in points[-1]
+                else ""
+            )
         )
     print(
         f"label reader {label_reader[:12]}, feature network {features[:12]}; "

@@ -84,6 +84,8 @@ CASES = {
         ],
     ),
     "mlp-acgan-feature_matching": ("mlp", ["cond=acgan", "+aux.feature_matching=1.0"]),
+    # DiffAugment: random transforms inside the traced updates, drawn from the same RNG
+    "dcgan-diffaugment": ("dcgan", ["aug=diffaugment"]),
 }
 
 

@@ -11,6 +11,7 @@ path: a config read from a checkpoint or a run folder cannot choose code to run.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,9 +34,15 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
-    """``given`` checked against cls's keyword arguments: known names, positive integers
-    (or non-empty lists of them, e.g. MLP widths)."""
+    """``given`` checked against cls's keyword arguments: known names, and values of the
+    kind each argument's default declares: a switch (bool), a rate in [0, 1) (float, e.g.
+    dropout), an integer >= 0 where the default 0 means off (e.g. minibatch_std), else
+    positive integers (or non-empty lists of them, e.g. MLP widths)."""
     params = inspect.signature(cls.__init__).parameters
     allowed = [p for p in params if p not in ("self", *INJECTED)]
     if given is None:
@@ -48,9 +55,16 @@ def _arguments(cls: type, key: str, given: Any) -> dict[str, Any]:
             continue
         if name not in allowed:
             raise GanlabError(f"unknown key {key}.{name}; {key} takes {', '.join(allowed)}")
-        if isinstance(params[name].default, bool):  # a switch, e.g. spectral_norm
+        default = params[name].default
+        if isinstance(default, bool):  # a switch, e.g. spectral_norm
             if not isinstance(value, bool):
                 raise GanlabError(f"invalid value for {key}.{name}: {value!r} (true or false)")
+        elif isinstance(default, float):  # a rate, e.g. dropout
+            if not (_number(value) and 0 <= value < 1):
+                raise GanlabError(f"invalid value for {key}.{name}: {value!r} (a rate in [0, 1))")
+        elif default == 0 and type(default) is int:  # 0: off
+            if not (value == 0 and type(value) is int) and not _positive_int(value):
+                raise GanlabError(f"invalid value for {key}.{name}: {value!r} (0 (off) or >= 1)")
         elif not (
             _positive_int(value)
             or (isinstance(value, list) and value and all(_positive_int(v) for v in value))

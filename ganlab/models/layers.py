@@ -26,6 +26,26 @@ def spectralize(module: nn.Module) -> nn.Module:
     return module
 
 
+class MinibatchStd(nn.Module):
+    """Minibatch standard deviation (Karras et al. 2018, ProGAN §3): features h [N, F] gain
+    one more, the mean over the F features of each feature's standard deviation across the
+    sample's group of ``group`` samples (sample i is in group i mod N/group). A collapsed
+    batch, whose samples look alike, has a small one, which D can see and punish; G's
+    answer is variety. N must be a multiple of the group size (of N, if N is smaller)."""
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, h: Tensor) -> Tensor:
+        n, f = h.shape
+        g = min(self.group, n)
+        if n % g:
+            raise ValueError(f"minibatch std: {n} samples are not groups of {g}")
+        spread = h.reshape(g, n // g, f).var(dim=0, unbiased=False).add(1e-8).sqrt()
+        return torch.cat([h, spread.mean(dim=1).repeat(g)[:, None]], dim=1)
+
+
 def dcgan_init_(module: nn.Module) -> None:
     """Radford et al. (2016): conv/linear weights ~ N(0, 0.02), BatchNorm scale ~ N(1, 0.02),
     biases 0."""

@@ -11,14 +11,16 @@ from ganlab.models.layers import (
     Critic,
     GeneratorBase,
     LabelInput,
+    MinibatchStd,
     spectralize,
 )
 
 
-def _stack(sizes: Sequence[int]) -> list[nn.Module]:
+def _stack(sizes: Sequence[int], dropout: float = 0.0) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(n_in, n_out), nn.LeakyReLU(0.2)]
+        layers += [nn.Dropout(dropout)] if dropout else []
     return layers
 
 
@@ -49,7 +51,12 @@ class Generator(GeneratorBase):
 
 class Discriminator(Critic):
     """packs [N, m·C, 28, 28] -> m·C·784 -> hidden... (``features``) -> raw score [N], for
-    m = ``pack`` images of C = ``image_channels`` channels (Critic)."""
+    m = ``pack`` images of C = ``image_channels`` channels (Critic).
+
+    Against mode collapse, both off by default (the card's D): ``dropout`` after every
+    hidden layer (Goodfellow et al. 2014's maxout D used it), and ``minibatch_std``, the
+    group size of a minibatch standard deviation feature beside the last hidden layer
+    (Karras et al. 2018; ``MinibatchStd``)."""
 
     def __init__(
         self,
@@ -58,10 +65,15 @@ class Discriminator(Critic):
         cond: str = "none",
         pack: int = 1,
         image_channels: int = 1,
+        dropout: float = 0.0,
+        minibatch_std: int = 0,
     ):
         super().__init__(cond, pack, image_channels)
-        self.body = nn.Sequential(nn.Flatten(), *_stack([pack * image_channels * 784, *hidden]))
+        sizes = [pack * image_channels * 784, *hidden]
+        self.body = nn.Sequential(nn.Flatten(), *_stack(sizes, dropout))
         self.head = nn.Linear(hidden[-1], 1)
+        if minibatch_std:
+            self.head = nn.Sequential(MinibatchStd(minibatch_std), nn.Linear(hidden[-1] + 1, 1))
         self.add_conditioning(hidden[-1])
         if spectral_norm:  # D only: a Lipschitz bound for the critic
             spectralize(self)
