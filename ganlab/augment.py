@@ -87,11 +87,11 @@ def erase(x: Tensor, top: Tensor, left: Tensor, size: tuple[int, int]) -> Tensor
     background; the parts of a square outside the image are ignored."""
     _, _, h, w = x.shape
     rows = torch.arange(h, device=x.device)[None, :] - top[:, None]  # [N, H]
-    cols = torch.arange(w, device=x.device)[None, :] - left[:, None]
-    inside = ((rows >= 0) & (rows < size[0]))[:, :, None] & ((cols >= 0) & (cols < size[1]))[
-        :, None, :
-    ]
-    return torch.where(inside[:, None], torch.full_like(x, BACKGROUND), x)
+    cols = torch.arange(w, device=x.device)[None, :] - left[:, None]  # [N, W]
+    in_rows = (rows >= 0) & (rows < size[0])
+    in_cols = (cols >= 0) & (cols < size[1])
+    inside = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # [N, 1, H, W]
+    return torch.where(inside, torch.full_like(x, BACKGROUND), x)
 
 
 def cutout(x: Tensor, ratio: float) -> Tensor:

@@ -391,7 +391,7 @@ def _check_aug(aug: DictConfig) -> None:
         if aug.name == "none"
         else f"aug={aug.name} needs at least one operation ({', '.join(OPERATIONS)})",
     )
-    for key in ("translation", "cutout"):
+    for key in sorted({op.param for op in OPERATIONS.values() if op.param}):  # their ratios
         value = aug[key]
         ok = _finite(value) and 0 < value <= 1
         _check(ok, f"aug.{key}", value, "a fraction of the image in (0, 1]")

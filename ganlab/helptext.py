@@ -42,7 +42,7 @@ GROUPS = {
     "loss": "the GAN objective (docs/losses.md)",
     "penalty": "a gradient penalty on D; loss=wgan_gp selects gp",
     "cond": "class conditioning of G and D",
-    "aug": "what D sees: the images, or DiffAugment's transforms of them (docs/sample_quality.md)",
+    "aug": "what D sees: the images, or DiffAugment's transforms of them (docs/losses.md)",
     "optimizer": "the optimizer of both networks",
     "data": "the training images (mnist falls back to mnist_sample offline), or stacked_mnist",
     "recipe": "paper: each loss with its paper's optimizer and settings; card: the defaults",
