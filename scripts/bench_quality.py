@@ -9,6 +9,8 @@ checkpoint is evaluated with the same EvaluationSession (``--n`` samples vs the 
 so the FID curve has one sample count and the CPU time is the training's alone
 (results.json ``throughput.cpu_s_per_it`` × step). Prints a table and writes JSON and
 ``fid_vs_cpu.png`` to ``--out``; the run folders (checkpoints) go under ``--runs``.
+``--variants '' --merge A.json --merge B.json`` trains nothing: it combines earlier outputs
+(same metric networks and ``--n``) into one table, JSON and plot.
 """
 
 from __future__ import annotations
@@ -46,8 +48,56 @@ VARIANTS: dict[str, list[str]] = {
         "model.discriminator.dropout=0.3",
     ],
     "mlp_ema_diffaug": [*MLP, "trainer.ema=0.999", "aug=diffaugment"],
+    "mlp_ema_mbstd_lr4e-4": [
+        *MLP,
+        "trainer.ema=0.999",
+        "model.discriminator.minibatch_std=4",
+        "optimizer.lr=4e-4",
+    ],
+    "mlp_ema_mbstd_lr8e-4": [
+        *MLP,
+        "trainer.ema=0.999",
+        "model.discriminator.minibatch_std=4",
+        "optimizer.lr=8e-4",
+    ],
+    "mlp_ema_mbstd16_lr4e-4": [
+        *MLP,
+        "trainer.ema=0.999",
+        "model.discriminator.minibatch_std=16",
+        "optimizer.lr=4e-4",
+    ],
+    "mlp_ema_mbstd16_dropout_lr4e-4": [
+        *MLP,
+        "trainer.ema=0.999",
+        "model.discriminator.minibatch_std=16",
+        "model.discriminator.dropout=0.3",
+        "optimizer.lr=4e-4",
+    ],
+    "mlp_ema9999_mbstd_lr4e-4": [
+        *MLP,
+        "trainer.ema=0.9999",
+        "model.discriminator.minibatch_std=4",
+        "optimizer.lr=4e-4",
+    ],
+    "mlp_ema_mbstd_dropout_lr4e-4": [
+        *MLP,
+        "trainer.ema=0.999",
+        "model.discriminator.minibatch_std=4",
+        "model.discriminator.dropout=0.3",
+        "optimizer.lr=4e-4",
+    ],
     "dcgan_default": [],
     "dcgan_fast": ["+preset=fast"],
+    # the best trial of +experiment=preset_search at 10 CPU-minutes (2026-12-06)
+    "dcgan_search10": [
+        "model.generator.channels=32",
+        "model.discriminator.channels=48",
+        "optimizer.lr=8.24e-4",
+        "optimizer.betas=[0.0,0.9]",
+        "trainer.lr_schedule=linear",
+        "trainer.batch_size=128",
+        "trainer.ema=0.9999",
+    ],
     "dcgan_fast_diffaug": ["+preset=fast", "aug=diffaugment"],
     "dcgan_fast_diffaug_tc": ["+preset=fast", "aug=diffaugment", "aug.policy=[translation,cutout]"],
     "dcgan_fast_cosine": ["+preset=fast", "trainer.lr_schedule=cosine"],
@@ -147,7 +197,9 @@ def plot(rows: dict[str, list[dict]], out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", default="~/.cache/ganlab/mnist")
-    parser.add_argument("--variants", default="mlp_default,mlp_ema")
+    parser.add_argument(
+        "--variants", default="mlp_default,mlp_ema", help="'' with --merge: only combine"
+    )
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--steps", type=int, default=None, help="default: 20000 MLP, 5000 DCGAN")
     parser.add_argument("--every", type=int, default=None, help="checkpoint interval")
@@ -165,7 +217,7 @@ def main() -> None:
     device = resolve_device("auto")
     session = EvaluationSession(args.data_root, device, args.n)
     rows: dict[str, list[dict]] = {}
-    for name in args.variants.split(","):
+    for name in filter(None, args.variants.split(",")):
         mlp = name.startswith("mlp")
         steps = args.steps or (20_000 if mlp else 5_000)
         every = args.every or (steps // 4 if mlp else 1000)
@@ -188,10 +240,11 @@ def main() -> None:
         ):
             raise SystemExit(f"{earlier}: other metric networks or n; not comparable")
         rows = {**previous["rows"], **rows}
-    print(f"\n{'variant':<26} FID at (step, training CPU-minutes)")
+    width = max(map(len, rows), default=7) + 1
+    print(f"\n{'variant':<{width}} FID at (step, training CPU-minutes)")
     for name, points in rows.items():  # each row its own steps (a CPU budget ends anywhere)
         print(
-            f"{name:<26} "
+            f"{name:<{width}} "
             + "  ".join(f"{p['fid']:.1f} ({p['step']}, {p['cpu_min']:.1f})" for p in points)
             + f"   classes {points[-1]['classes_covered']}"
             + (
