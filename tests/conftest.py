@@ -203,14 +203,18 @@ def mount_tmpfs(folder: Path, size: str) -> Path:
     return folder
 
 
-def train_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m ganlab.train args...` in a subprocess, as a user runs it, to the end."""
+def train_cli(
+    *args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m ganlab.train args...` in a subprocess, as a user runs it, to the end;
+    ``env``: variables set on top of this process's environment."""
     return subprocess.run(
         [sys.executable, "-m", "ganlab.train", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env={**os.environ, **(env or {})},
     )
 
 
