@@ -48,7 +48,7 @@ GROUPS = {
     "recipe": "paper: each loss with its paper's optimizer and settings; card: the defaults",
     "recipe_loss/paper": "what recipe=paper applies, per loss",
     "experiment": "launchers and predefined sweeps: +experiment=NAME",
-    "preset": "a recipe for quality per CPU-second: +preset=fast (DCGAN)",
+    "preset": "measured recipes: +preset=fast (DCGAN, quality per CPU-second), +preset=mlp",
 }
 # Keys whose field has no comment in the schema.
 FALLBACK = {
