@@ -33,6 +33,16 @@ from ganlab.runtime import resolve_device
 from ganlab.sampling import sample_fn
 
 MLP = ["model=mlp"]
+# the best trial of +experiment=preset_search at 10 CPU-minutes (2026-12-06), less its
+# linear lr schedule
+SEARCH10 = [
+    "model.generator.channels=32",
+    "model.discriminator.channels=48",
+    "optimizer.lr=8.24e-4",
+    "optimizer.betas=[0.0,0.9]",
+    "trainer.batch_size=128",
+    "trainer.ema=0.9999",
+]
 VARIANTS: dict[str, list[str]] = {
     "mlp_default": [*MLP],
     "mlp_ema": [*MLP, "trainer.ema=0.999"],
@@ -88,24 +98,8 @@ VARIANTS: dict[str, list[str]] = {
     ],
     "dcgan_default": [],
     "dcgan_fast": ["+preset=fast"],
-    # the best trial of +experiment=preset_search at 10 CPU-minutes (2026-12-06)
-    "dcgan_search10": [
-        "model.generator.channels=32",
-        "model.discriminator.channels=48",
-        "optimizer.lr=8.24e-4",
-        "optimizer.betas=[0.0,0.9]",
-        "trainer.lr_schedule=linear",
-        "trainer.batch_size=128",
-        "trainer.ema=0.9999",
-    ],
-    "dcgan_search10_constant": [  # its lr schedule's share of the gain
-        "model.generator.channels=32",
-        "model.discriminator.channels=48",
-        "optimizer.lr=8.24e-4",
-        "optimizer.betas=[0.0,0.9]",
-        "trainer.batch_size=128",
-        "trainer.ema=0.9999",
-    ],
+    "dcgan_search10": [*SEARCH10, "trainer.lr_schedule=linear"],
+    "dcgan_search10_constant": SEARCH10,  # the schedule's share of the gain
     "dcgan_fast_diffaug": ["+preset=fast", "aug=diffaugment"],
     "dcgan_fast_diffaug_tc": ["+preset=fast", "aug=diffaugment", "aug.policy=[translation,cutout]"],
     "dcgan_fast_cosine": ["+preset=fast", "trainer.lr_schedule=cosine"],
