@@ -250,7 +250,7 @@ def test_preset_fast_composes_the_studys_best_trial_rounded(make_cfg):
 
 def test_preset_mlp_is_the_measured_mlp_recipe_and_trains(make_cfg):
     """+preset=mlp composes what docs/losses.md's MLP-recipe command measured (its command
-    is read from the page), and builds: an MLP whose D sees groups of 16, Adam at 4e-4, EMA."""
+    is read from the page), and builds: an MLP whose D sees groups of 16, Adam at 8e-4, EMA."""
     page = Path(__file__).resolve().parents[1] / "docs" / "losses.md"
     marker = "python -m ganlab.train model=mlp trainer.ema=0.999 model.discriminator.minibatch"
     (command,) = [line for line in page.read_text().splitlines() if line.startswith(marker)]
@@ -261,6 +261,6 @@ def test_preset_mlp_is_the_measured_mlp_recipe_and_trains(make_cfg):
         assert OmegaConf.to_container(preset[key]) == OmegaConf.to_container(documented[key])
     assert preset.model.name == "mlp" and preset.model.discriminator.minibatch_std == 16
     trainer = build_trainer(make_cfg("+preset=mlp", *TINY_RUN[1:]), "cpu")
-    assert trainer.opt_G.param_groups[0]["lr"] == 4e-4 and trainer.ema.decay == 0.999
+    assert trainer.opt_G.param_groups[0]["lr"] == 8e-4 and trainer.ema.decay == 0.999
     x = torch.rand(16, 1, 28, 28) * 2 - 1  # one group of 16 identical samples or 16 others
     assert not torch.allclose(trainer.D(x[:1].expand(16, -1, -1, -1))[0], trainer.D(x)[0])
