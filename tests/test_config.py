@@ -248,6 +248,28 @@ def test_preset_fast_composes_the_studys_best_trial_rounded(make_cfg):
     assert trainer.ema is not None and trainer.ema.decay == 0.999
 
 
+def test_preset_fast10_composes_the_10_minute_studys_best_trial(make_cfg):
+    """+preset=fast10 is docs/preset_study_10min's best trial (Optuna's answer, read from the
+    study's own file), its lr rounded; it sets the study's 10 CPU-minutes, validates and
+    builds a trainer."""
+    import yaml  # PyYAML: the study file is plain YAML
+
+    study = Path(__file__).resolve().parents[1] / "docs" / "preset_study_10min"
+    best = yaml.safe_load((study / "optimization_results.yaml").read_text())["best_params"]
+    cfg = make_cfg("+preset=fast10")
+    validate(cfg)
+    exact = ("model.generator.channels", "model.discriminator.channels", "trainer.batch_size")
+    for key in (*exact, "trainer.ema", "trainer.lr_schedule"):
+        assert OmegaConf.select(cfg, key) == best[key], key
+    assert cfg.aug.name == best["aug"]
+    assert list(cfg.optimizer.betas) == yaml.safe_load(best["optimizer.betas"])
+    assert cfg.optimizer.lr == pytest.approx(best["optimizer.lr"], rel=0.01)
+    assert cfg.trainer.cpu_minutes == 10
+    trainer = build_trainer(make_cfg("+preset=fast10", "data=mnist_sample"), "cpu")
+    assert trainer.ema is not None and trainer.ema.decay == best["trainer.ema"]
+    assert trainer.opt_D.param_groups[0]["lr"] == 7e-4
+
+
 def test_preset_mlp_is_the_measured_mlp_recipe_and_trains(make_cfg):
     """+preset=mlp composes what docs/losses.md's MLP-recipe command measured (its command
     is read from the page), and builds: an MLP whose D sees groups of 16, Adam at 8e-4, EMA."""
