@@ -33,8 +33,8 @@ from ganlab.runtime import resolve_device
 from ganlab.sampling import sample_fn
 
 MLP = ["model=mlp"]
-# the best trial of +experiment=preset_search at 10 CPU-minutes (2026-12-06), less its
-# linear lr schedule
+# the best trial of the first (lost) run of +experiment=preset_search at 10 CPU-minutes, rank
+# 3 of docs/preset_study_10min (2026-12-06), less its linear lr schedule
 SEARCH10 = [
     "model.generator.channels=32",
     "model.discriminator.channels=48",
