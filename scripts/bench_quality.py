@@ -112,7 +112,7 @@ VARIANTS: dict[str, list[str]] = {
     "dcgan_default": [],
     "dcgan_fast": ["+preset=fast"],
     "dcgan_search10": [*SEARCH10, "trainer.lr_schedule=linear"],
-    "dcgan_fast10": ["+preset=fast10"],  # dcgan_search10 with its lr rounded, as a preset
+    "dcgan_fast10": ["+preset=fast10"],  # the study's rank 1 (docs/preset_study_10min)
     "dcgan_search10_constant": SEARCH10,  # the schedule's share of the gain
     "dcgan_fast_diffaug": ["+preset=fast", "aug=diffaugment"],
     "dcgan_fast_diffaug_tc": ["+preset=fast", "aug=diffaugment", "aug.policy=[translation,cutout]"],
