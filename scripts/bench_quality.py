@@ -33,6 +33,15 @@ from ganlab.runtime import resolve_device
 from ganlab.sampling import sample_fn
 
 MLP = ["model=mlp"]
+
+
+def mlp_mbstd(group: int, lr: str, *extra: str, ema: str = "0.999") -> list[str]:
+    """The MLP with an EMA G, D's minibatch standard deviation over ``group`` samples and
+    Adam at ``lr``, plus ``extra`` overrides: the measured MLP variants of docs/losses.md."""
+    mbstd = f"model.discriminator.minibatch_std={group}"
+    return [*MLP, f"trainer.ema={ema}", mbstd, *extra, f"optimizer.lr={lr}"]
+
+
 # the best trial of the first (lost) run of +experiment=preset_search at 10 CPU-minutes, rank
 # 3 of docs/preset_study_10min (2026-12-06), less its linear lr schedule
 SEARCH10 = [
@@ -58,57 +67,15 @@ VARIANTS: dict[str, list[str]] = {
         "model.discriminator.dropout=0.3",
     ],
     "mlp_ema_diffaug": [*MLP, "trainer.ema=0.999", "aug=diffaugment"],
-    "mlp_ema_mbstd_lr4e-4": [
-        *MLP,
-        "trainer.ema=0.999",
-        "model.discriminator.minibatch_std=4",
-        "optimizer.lr=4e-4",
-    ],
-    "mlp_ema_mbstd_lr8e-4": [
-        *MLP,
-        "trainer.ema=0.999",
-        "model.discriminator.minibatch_std=4",
-        "optimizer.lr=8e-4",
-    ],
-    "mlp_ema_mbstd16_lr4e-4": [
-        *MLP,
-        "trainer.ema=0.999",
-        "model.discriminator.minibatch_std=16",
-        "optimizer.lr=4e-4",
-    ],
-    "mlp_ema_mbstd16_dropout_lr4e-4": [
-        *MLP,
-        "trainer.ema=0.999",
-        "model.discriminator.minibatch_std=16",
-        "model.discriminator.dropout=0.3",
-        "optimizer.lr=4e-4",
-    ],
-    "mlp_ema9999_mbstd_lr4e-4": [
-        *MLP,
-        "trainer.ema=0.9999",
-        "model.discriminator.minibatch_std=4",
-        "optimizer.lr=4e-4",
-    ],
-    "mlp_ema_mbstd_dropout_lr4e-4": [
-        *MLP,
-        "trainer.ema=0.999",
-        "model.discriminator.minibatch_std=4",
-        "model.discriminator.dropout=0.3",
-        "optimizer.lr=4e-4",
-    ],
-    "mlp_ema_mbstd16_pack2_lr4e-4": [  # PacGAN: D scores pairs
-        *MLP,
-        "trainer.ema=0.999",
-        "model.discriminator.minibatch_std=16",
-        "model.discriminator.pack=2",
-        "optimizer.lr=4e-4",
-    ],
-    "mlp_ema_mbstd16_lr8e-4": [  # +preset=mlp's recipe (docs/losses.md)
-        *MLP,
-        "trainer.ema=0.999",
-        "model.discriminator.minibatch_std=16",
-        "optimizer.lr=8e-4",
-    ],
+    "mlp_ema_mbstd_lr4e-4": mlp_mbstd(4, "4e-4"),
+    "mlp_ema_mbstd_lr8e-4": mlp_mbstd(4, "8e-4"),
+    "mlp_ema_mbstd16_lr4e-4": mlp_mbstd(16, "4e-4"),
+    "mlp_ema_mbstd16_dropout_lr4e-4": mlp_mbstd(16, "4e-4", "model.discriminator.dropout=0.3"),
+    "mlp_ema9999_mbstd_lr4e-4": mlp_mbstd(4, "4e-4", ema="0.9999"),
+    "mlp_ema_mbstd_dropout_lr4e-4": mlp_mbstd(4, "4e-4", "model.discriminator.dropout=0.3"),
+    # PacGAN: D scores pairs
+    "mlp_ema_mbstd16_pack2_lr4e-4": mlp_mbstd(16, "4e-4", "model.discriminator.pack=2"),
+    "mlp_ema_mbstd16_lr8e-4": mlp_mbstd(16, "8e-4"),  # +preset=mlp's recipe (docs/losses.md)
     "dcgan_default": [],
     "dcgan_fast": ["+preset=fast"],
     "dcgan_search10": [*SEARCH10, "trainer.lr_schedule=linear"],
