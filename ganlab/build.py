@@ -97,7 +97,9 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     )
     mode = trainer.compile(t.compile, t.amp, t.compile_backend)
     how = "eager" if mode == "off" else f"compiled, {mode} ({t.compile_backend})"
-    log.info("iteration: %s, trainer.amp=%s: %s", how, t.amp, trainer.execution["why"])
+    amp, why = trainer.execution["amp"], trainer.execution["why"]
+    amp_why = trainer.execution.get("amp_why")
+    log.info("iteration: %s, trainer.amp=%s: %s", how, amp, f"{why}; {amp_why}" if amp_why else why)
     return trainer
 
 

@@ -31,7 +31,7 @@ from ganlab.auxiliary import TERMS
 from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE
 from ganlab.data import DEFAULT_ROOT, SPLITS, image_channels
 from ganlab.errors import GanlabError
-from ganlab.execution import AMP_MODES, BACKENDS, COMPILE_MODES
+from ganlab.execution import AMP_CHOICES, BACKENDS, COMPILE_MODES
 from ganlab.losses import LOSSES
 from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
@@ -159,7 +159,7 @@ class TrainerConfig:
     lr_schedule: str = "constant"  # or linear, cosine: lr decay over the run (ganlab.schedules)
     lr_warmup: float = 0.0  # fraction of the run over which lr first rises from 0 (0: none)
     compile: str = "auto"  # off, default, reduce-overhead, max-autotune; auto: per device (docs)
-    amp: str = "off"  # or bf16: the forward passes under bfloat16 autocast
+    amp: str = "off"  # bf16: the forward passes under bfloat16 autocast; auto: bf16 where native
     compile_backend: str = "inductor"  # torch.compile's backend; aot_eager/eager to debug
     keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)
     on_divergence: OnDivergence = OnDivergence.stop  # NaN/Inf losses or |D score| too large
@@ -295,7 +295,7 @@ def _check_trainer(t: DictConfig) -> None:
         t.compile,
         f"one of {', '.join(COMPILE_MODES)}",
     )
-    _check(t.amp in AMP_MODES, "trainer.amp", t.amp, f"one of {', '.join(AMP_MODES)}")
+    _check(t.amp in AMP_CHOICES, "trainer.amp", t.amp, f"one of {', '.join(AMP_CHOICES)}")
     _check(
         t.compile_backend in BACKENDS,
         "trainer.compile_backend",

@@ -60,10 +60,11 @@ class Trainer:
 
     def compile(self, mode: str, amp: str = "off", backend: str = "inductor") -> str:
         """Run ``iteration`` as ``trainer.compile=mode`` and ``trainer.amp=amp`` ask
-        (ganlab.execution); returns the mode in use: "off" (eager) where it falls back,
-        with one log line saying why."""
+        (ganlab.execution; both may be "auto", resolved per device); returns the mode in
+        use: "off" (eager) where it falls back, with one log line saying why."""
         device = self.data.images.device
         mode, why = execution.resolve_compile(mode, device)
+        amp, amp_why = execution.resolve_amp(amp, device)
         iteration = execution.with_amp(self.iteration, amp, device)
         blockers = (self.objective.compile_blocker, self.lr and self.lr.compile_blocker)
         blocker = next(filter(None, blockers), None) if mode != "off" else None
@@ -75,6 +76,7 @@ class Trainer:
             "amp": amp,
             **({"backend": backend} if mode != "off" else {}),
             "why": why,
+            **({"amp_why": amp_why} if amp_why else {}),
         }
         if mode == "off":
             self.run_iteration = iteration
@@ -101,6 +103,7 @@ class Trainer:
                 "fallback": f"{mode} failed",
                 "why": f"trainer.compile={mode} failed: running eager",
                 "error": reason[:2000],
+                **({"amp_why": amp_why} if amp_why else {}),
             }
 
         updates = execution.compiled((self.d_update, self.g_update), mode, backend)

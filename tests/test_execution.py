@@ -20,7 +20,7 @@ import torch
 
 from ganlab.build import build_trainer
 from ganlab.checkpoint import load_checkpoint
-from ganlab.execution import weights_apart
+from ganlab.execution import native_bf16_cpu, resolve_amp, weights_apart
 from ganlab.losses import LOSSES
 from ganlab.rundir import read_results
 from ganlab.train import train
@@ -169,6 +169,38 @@ def test_bf16_autocast_trains_fp32_weights_close_to_fp32(make_cfg):
                     torch.testing.assert_close(
                         update_b[tag].float(), update_a[tag], rtol=0.05, atol=0.01
                     )
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_is_bf16_only_on_a_cpu_with_bfloat16_instructions(monkeypatch, caplog, native):
+    """auto: bf16 where the CPU has the instructions (measured faster), else off; an explicit
+    bf16 on a CPU without them runs as asked, with a warning that it is emulated."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda native=native: native)
+    assert resolve_amp("auto", CPU)[0] == ("bf16" if native else "off")
+    assert resolve_amp("auto", torch.device("cuda"))[0] == "off"  # not measured there
+    assert resolve_amp("off", CPU) == ("off", "")
+    with caplog.at_level(logging.WARNING, logger="ganlab.execution"):
+        assert resolve_amp("bf16", CPU)[0] == "bf16"
+    assert bool(caplog.records) is not native
+    assert not native or "emulated" not in caplog.text
+
+
+def test_the_bf16_probe_agrees_with_the_cpus_own_flags():
+    """Against /proc/cpuinfo, an independent account of the CPU's instructions."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file() or "flags" not in cpuinfo.read_text():
+        pytest.skip("needs Linux on x86 (/proc/cpuinfo with a flags line)")
+    flags = set(cpuinfo.read_text().split("flags")[1].splitlines()[0].split())
+    assert native_bf16_cpu() == bool(flags & {"avx512_bf16", "amx_tile"})
+
+
+def test_amp_auto_runs_and_records_what_it_resolved_to(make_cfg):
+    trainer = build_trainer(make_cfg(*tiny("mlp"), "data=mnist_sample", "trainer.amp=auto"), CPU)
+    expected = "bf16" if native_bf16_cpu() else "off"
+    assert trainer.execution["amp"] == expected
+    assert trainer.execution["amp_why"].startswith(f"trainer.amp=auto is {expected} on a CPU")
+    trainer.iterate()
 
 
 def test_a_compiled_run_resumes_exactly_and_says_how_it_ran(make_cfg, tmp_path):
