@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from ganlab.build import build_trainer, optimizer
 from ganlab.config import config_dir, validate
 from ganlab.errors import GanlabError
+from ganlab.execution import native_bf16_cpu
 from ganlab.losses import LOSSES
 from ganlab.models import build_models
 from tests.conftest import TINY_RUN
@@ -258,17 +259,23 @@ def test_preset_fast_composes_the_studys_best_trial_rounded(make_cfg):
     assert trainer.ema is not None and trainer.ema.decay == 0.999
 
 
-def test_preset_fast10_composes_the_10_minute_studys_best_trial(make_cfg):
-    """+preset=fast10 is docs/preset_study_10min's best trial, its lr rounded; it sets the
-    study's 10 CPU-minutes, validates and builds a trainer."""
-    cfg = make_cfg("+preset=fast10")
+def test_preset_fast10_composes_the_10_minute_studys_best_trial_and_lazy_r1(make_cfg):
+    """+preset=fast10 is docs/preset_study_10min's best trial, its lr rounded, plus what was
+    measured on top of it (docs/losses.md): lazy R1 (gamma 1, every 16th D step) and bf16
+    where the CPU runs it natively; it sets the study's 10 CPU-minutes, validates and builds
+    a trainer, any loss."""
+    cfg = make_cfg("+preset=fast10", "loss=hinge")
     validate(cfg)
     best = _is_best_trial(cfg, "preset_study_10min", lr_rel=0.01)
     assert {"trainer.lr_schedule", "aug"} <= best.keys()  # the 10-minute search's new axes
-    assert cfg.trainer.cpu_minutes == 10
+    assert cfg.trainer.cpu_minutes == 10 and cfg.trainer.amp == "auto"
+    assert (cfg.penalty.name, cfg.penalty.weight, cfg.penalty.every) == ("r1", 1.0, 16)
     trainer = build_trainer(make_cfg("+preset=fast10", "data=mnist_sample"), "cpu")
     assert trainer.ema is not None and trainer.ema.decay == best["trainer.ema"]
     assert trainer.opt_D.param_groups[0]["lr"] == 7e-4
+    due = [trainer.penalty_due(i) for i in range(32)]
+    assert due == [i % 16 == 0 for i in range(32)]  # lazy: every 16th D step
+    assert trainer.execution["amp"] == ("bf16" if native_bf16_cpu() else "off")
 
 
 def test_preset_mlp_is_the_measured_mlp_recipe_and_trains(make_cfg):
