@@ -59,9 +59,8 @@ class Trainer:
         self.execution = {"compile": "off", "amp": "off"}  # what compile() set up
 
     def compile(self, mode: str, amp: str = "off", backend: str = "inductor") -> str:
-        """Run ``iteration`` as ``trainer.compile=mode`` and ``trainer.amp=amp`` ask
-        (ganlab.execution; both may be "auto", resolved per device); returns the mode in
-        use: "off" (eager) where it falls back, with one log line saying why."""
+        """Run ``iteration`` as ``trainer.compile=mode`` and ``trainer.amp=amp`` ask (either
+        may be "auto": ganlab.execution); returns the mode in use, "off" (eager) on fallback."""
         device = self.data.images.device
         mode, why = execution.resolve_compile(mode, device)
         amp, amp_why = execution.resolve_amp(amp, device)
