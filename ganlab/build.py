@@ -22,7 +22,7 @@ from ganlab.checkpoint import locate
 from ganlab.data import MNIST, image_channels, load_mnist, load_stacked
 from ganlab.ema import EMA, recalibrate_batchnorm
 from ganlab.errors import GanlabError
-from ganlab.execution import resolve_compile
+from ganlab.execution import MEMORY_FORMATS, resolve_compile, resolve_memory_format
 from ganlab.losses import get_loss
 from ganlab.metrics.classifier import (
     CLASSIFIER,
@@ -53,7 +53,8 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
     data = build_data(cfg.data, device)
     log.info("data: %d images (%s) on %s", len(data), data.source, device)
     G, D = build_models(cfg.model, cfg.cond.name, data.channels)
-    G, D = G.to(device), D.to(device)
+    layout, layout_why = resolve_memory_format(cfg.trainer.memory_format, device)
+    G, D = (net.to(device, memory_format=MEMORY_FORMATS[layout]) for net in (G, D))
     # CUDA graphs replay the optimizer steps only with their step counts on the device; a
     # schedule keeps the iteration eager (ScheduledLr.compile_blocker).
     schedule = LrSchedule(cfg.trainer.lr_schedule, cfg.trainer.lr_warmup)
@@ -95,11 +96,12 @@ def build_trainer(cfg: DictConfig, device: torch.device) -> Trainer:
         t.n_critic,
         ScheduledLr(schedule, (opt_G, opt_D)) if schedule.active else None,
     )
+    trainer.execution |= {"memory_format": layout, "memory_format_why": layout_why}
     mode = trainer.compile(t.compile, t.amp, t.compile_backend)
     how = "eager" if mode == "off" else f"compiled, {mode} ({t.compile_backend})"
-    amp, why = trainer.execution["amp"], trainer.execution["why"]
-    amp_why = trainer.execution.get("amp_why")
-    log.info("iteration: %s, trainer.amp=%s: %s", how, amp, f"{why}; {amp_why}" if amp_why else why)
+    record = trainer.execution
+    whys = "; ".join(filter(None, (record.get(k) for k in ("why", "amp_why", "memory_format_why"))))
+    log.info("iteration: %s, trainer.amp=%s, %s: %s", how, record["amp"], layout, whys)
     return trainer
 
 

@@ -31,7 +31,7 @@ from ganlab.auxiliary import TERMS
 from ganlab.backbones import BACKBONES, DEFAULT_BACKBONE, METRIC_BACKBONE
 from ganlab.data import DEFAULT_ROOT, SPLITS, image_channels
 from ganlab.errors import GanlabError
-from ganlab.execution import AMP_CHOICES, BACKENDS, COMPILE_MODES
+from ganlab.execution import AMP_CHOICES, BACKENDS, COMPILE_MODES, MEMORY_FORMAT_CHOICES
 from ganlab.losses import LOSSES
 from ganlab.models.layers import CONDITIONINGS
 from ganlab.optimizers import OPTIMIZERS
@@ -161,6 +161,7 @@ class TrainerConfig:
     compile: str = "auto"  # off, default, reduce-overhead, max-autotune; auto: per device (docs)
     amp: str = "off"  # bf16: the forward passes under bfloat16 autocast; auto: bf16 where native
     compile_backend: str = "inductor"  # torch.compile's backend; aot_eager/eager to debug
+    memory_format: str = "auto"  # channels_last or contiguous weights; auto: per device (docs)
     keep_checkpoints: int = 2  # numbered copies kept beside last.pt (fallbacks if it's damaged)
     on_divergence: OnDivergence = OnDivergence.stop  # NaN/Inf losses or |D score| too large
     max_abs_score: float = 1.0e6  # mean |D(x)| above this counts as a diverged D
@@ -296,6 +297,12 @@ def _check_trainer(t: DictConfig) -> None:
         f"one of {', '.join(COMPILE_MODES)}",
     )
     _check(t.amp in AMP_CHOICES, "trainer.amp", t.amp, f"one of {', '.join(AMP_CHOICES)}")
+    _check(
+        t.memory_format in MEMORY_FORMAT_CHOICES,
+        "trainer.memory_format",
+        t.memory_format,
+        f"one of {', '.join(MEMORY_FORMAT_CHOICES)}",
+    )
     _check(
         t.compile_backend in BACKENDS,
         "trainer.compile_backend",

@@ -70,12 +70,14 @@ class Trainer:
         if blocker:
             log.info("trainer.compile=%s: running eager, because %s", mode, blocker)
             mode, why = "off", f"trainer.compile={mode} fell back to eager: {blocker}"
-        self.execution = {
+        kept = {k: v for k, v in self.execution.items() if k.startswith("memory_format")}
+        self.execution = {  # the layout (set by build_trainer) stays as it is
             "compile": mode,
             "amp": amp,
             **({"backend": backend} if mode != "off" else {}),
             "why": why,
             **({"amp_why": amp_why} if amp_why else {}),
+            **kept,
         }
         if mode == "off":
             self.run_iteration = iteration
@@ -96,13 +98,11 @@ class Trainer:
         def restore(saved: tuple[dict[str, Any], dict[str, Any]], reason: str) -> None:
             self.load_state_dict(saved[0])
             set_rng_state(saved[1])
-            self.execution = {
+            self.execution |= {
                 "compile": "off",
-                "amp": amp,
                 "fallback": f"{mode} failed",
                 "why": f"trainer.compile={mode} failed: running eager",
                 "error": reason[:2000],
-                **({"amp_why": amp_why} if amp_why else {}),
             }
 
         updates = execution.compiled((self.d_update, self.g_update), mode, backend)

@@ -20,7 +20,7 @@ import torch
 
 from ganlab.build import build_trainer
 from ganlab.checkpoint import load_checkpoint
-from ganlab.execution import native_bf16_cpu, resolve_amp, weights_apart
+from ganlab.execution import native_bf16_cpu, resolve_amp, resolve_memory_format, weights_apart
 from ganlab.losses import LOSSES
 from ganlab.rundir import read_results
 from ganlab.train import train
@@ -203,6 +203,57 @@ def test_amp_auto_runs_and_records_what_it_resolved_to(make_cfg):
     trainer.iterate()
 
 
+def test_memory_format_auto_is_channels_last_on_a_cpu_and_contiguous_on_cuda():
+    assert resolve_memory_format("auto", CPU)[0] == "channels_last"
+    assert resolve_memory_format("auto", torch.device("cuda"))[0] == "contiguous"  # unmeasured
+    assert resolve_memory_format("contiguous", CPU) == (
+        "contiguous",
+        "trainer.memory_format=contiguous was asked for",
+    )
+
+
+@pytest.mark.parametrize("extra", [[], ["penalty=r1", "penalty.weight=1"]], ids=["plain", "r1"])
+def test_channels_last_weights_train_like_contiguous_ones(make_cfg, extra):
+    """The DCGAN's 4-D weights (G's, D's and the EMA G's) lie channels-last, and the run
+    follows the contiguous one: same losses each iteration, same weights after, with R1's
+    double backward through the convolutions too."""
+    common = [*tiny("dcgan"), "data=mnist_sample", "trainer.n_critic=2", "trainer.ema=0.99"]
+    reference = run(make_cfg(*common, *extra, "trainer.memory_format=contiguous"), "off")
+    last = run(make_cfg(*common, *extra, "trainer.memory_format=channels_last"), "off")
+    assert_same_run(reference, last)
+    trainer = last[0]
+    assert trainer.execution["memory_format"] == "channels_last"
+    nets = (trainer.G, trainer.D, trainer.ema.G)
+    kernels = [p for net in nets for p in net.parameters() if p.dim() == 4]
+    assert len(kernels) == 8  # G's three transposed convolutions, D's two, the EMA G's three
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    assert sum(not p.is_contiguous() for p in kernels) >= 5  # not merely ambiguous shapes
+    contiguous = reference[0]
+    assert all(p.is_contiguous() for p in contiguous.D.parameters())
+
+
+def test_a_channels_last_run_resumes_exactly_and_in_either_layout(make_cfg, tmp_path):
+    """4 steps straight equal 2 steps and a resume for 2 more, bit for bit; resumed with
+    contiguous weights instead, the run goes on from the same values (not bit for bit: the
+    convolutions' algorithms differ with the layout)."""
+    common = [*tiny("dcgan"), "data=mnist_sample", "trainer.ckpt_every=2", "trainer.ema=0.99"]
+    last = "trainer.memory_format=channels_last"
+    train(make_cfg(*common, last, "trainer.steps=4"), tmp_path / "straight")
+    for name, layout in (("split", last), ("switched", "trainer.memory_format=contiguous")):
+        train(make_cfg(*common, last, "trainer.steps=2"), tmp_path / name)
+        train(make_cfg(*common, layout, "trainer.steps=4", "trainer.resume=auto"), tmp_path / name)
+    a, b, c = (
+        load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")
+        for name in ("straight", "split", "switched")
+    )
+    for net in ("G", "D"):
+        for key in a[net]:
+            assert torch.equal(a[net][key], b[net][key]), (net, key)
+    weights_of = [[ckpt[net][k] for net in ("G", "D") for k in a[net]] for ckpt in (a, c)]
+    assert weights_apart(*weights_of, STEP_TOL) < MAX_SHARE
+    assert read_results(tmp_path / "switched")["execution"]["memory_format"] == "contiguous"
+
+
 def test_a_compiled_run_resumes_exactly_and_says_how_it_ran(make_cfg, tmp_path):
     """Checkpoints of a compiled run are the eager format: 4 steps straight equal 2 steps,
     a new process-like start (a fresh trainer, compiled anew) and 2 more."""
@@ -222,6 +273,8 @@ def test_a_compiled_run_resumes_exactly_and_says_how_it_ran(make_cfg, tmp_path):
         "amp": "off",
         "backend": "aot_eager",
         "why": "trainer.compile=default was asked for",
+        "memory_format": "channels_last",
+        "memory_format_why": resolve_memory_format("auto", CPU)[1],
     }
 
 
@@ -267,3 +320,24 @@ def test_bench_throughput_puts_the_modes_side_by_side(tmp_path, mnist_root):
         assert row["it_per_s"] > 0 and row["images_per_s"] == pytest.approx(16 * row["it_per_s"])
         naive = next(r for r in rows if r["loss"] == row["loss"] and r["mode"] == "naive")
         assert row["x_naive"] == pytest.approx(row["it_per_s"] / naive["it_per_s"])
+
+
+def test_bench_cpu_step_times_the_variants_interleaved(tmp_path):
+    out = tmp_path / "step.json"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_cpu_step.py"
+    layouts = [f"{f}=trainer.memory_format={f}" for f in ("contiguous", "channels_last")]
+    subprocess.run(
+        [sys.executable, str(script), "--base", ",".join(tiny("dcgan"))]
+        + [arg for spec in layouts for arg in ("--variant", spec)]
+        + ["--iterations", "2", "--warmup", "1", "--reps", "2", "--json", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["overrides"] for r in rows] == [[spec.split("=", 1)[1]] for spec in layouts]
+    first, second = (r["cpu_s"] for r in rows)
+    assert len(first) == len(second) == 2 and min(first + second) > 0
+    assert rows[0]["ratios"] == [1.0, 1.0]
+    assert rows[1]["ratios"] == pytest.approx([b / a for a, b in zip(first, second, strict=True)])
