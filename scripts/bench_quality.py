@@ -54,6 +54,11 @@ SEARCH10 = [
 ]
 # the study's best trial (rank 1): the same recipe at its lr, rounded to 7e-4
 STUDY10 = ["optimizer.lr=7e-4" if o.startswith("optimizer.lr=") else o for o in SEARCH10]
+# +preset=fast10 as it was before batch 64 and trainer.memory_format (both 2026-12-07)
+FAST10_B128 = ["+preset=fast10", "trainer.batch_size=128", "trainer.memory_format=contiguous"]
+# Rows committed before trainer.memory_format (2026-12-07) ran with contiguous weights, the
+# only layout then; since then auto is channels-last on a CPU (the same run, ~5-11 % less CPU
+# per step, so more steps in a CPU budget): add trainer.memory_format=contiguous to redo them.
 VARIANTS: dict[str, list[str]] = {
     "mlp_default": [*MLP],
     "mlp_ema": [*MLP, "trainer.ema=0.999"],
@@ -93,12 +98,19 @@ VARIANTS: dict[str, list[str]] = {
         "aug=diffaugment",
         "aug.policy=[translation]",
     ],
-    # the study's rank 1 + lazy R1 (gamma 1, every 16th D step) + trainer.amp=auto (bf16 here)
+    # +preset=fast10: the study's rank 1 + lazy R1 (gamma 1, every 16th D step) + bf16 where
+    # native (trainer.amp=auto) + batch 64; channels-last weights (the CPU's default layout)
     "dcgan_fast10": ["+preset=fast10"],
-    "dcgan_fast10_fp32": ["+preset=fast10", "trainer.amp=off"],  # bf16's share of the gain
-    "dcgan_fast10_r1w3": ["+preset=fast10", "penalty.weight=3"],
-    "dcgan_fast10_linear": ["+preset=fast10", "trainer.lr_schedule=linear"],
-    "dcgan_fast10_lr1e-3": ["+preset=fast10", "optimizer.lr=1e-3"],
+    "dcgan_fast10_b32": ["+preset=fast10", "trainer.batch_size=32"],
+    # the same at batch 128 and contiguous weights: +preset=fast10 before 2026-12-07 ~04:00
+    "dcgan_fast10_b128": FAST10_B128,
+    "dcgan_fast10_b128_fp32": [*FAST10_B128, "trainer.amp=off"],  # bf16's share of the gain
+    "dcgan_fast10_b128_r1w3": [*FAST10_B128, "penalty.weight=3"],
+    "dcgan_fast10_b128_linear": [*FAST10_B128, "trainer.lr_schedule=linear"],
+    "dcgan_fast10_b128_lr1e-3": [*FAST10_B128, "optimizer.lr=1e-3"],
+    "dcgan_fast10_b128_d32": [*FAST10_B128, "model.discriminator.channels=32"],
+    "dcgan_fast10_contiguous": ["+preset=fast10", "trainer.memory_format=contiguous"],
+    "dcgan_fast_cl": ["+preset=fast", "trainer.memory_format=channels_last"],
     "dcgan_fast_diffaug": ["+preset=fast", "aug=diffaugment"],
     "dcgan_fast_diffaug_tc": ["+preset=fast", "aug=diffaugment", "aug.policy=[translation,cutout]"],
     "dcgan_fast_cosine": ["+preset=fast", "trainer.lr_schedule=cosine"],
