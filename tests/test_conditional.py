@@ -33,7 +33,10 @@ BEFORE_CONDITIONING = {
 
 @pytest.mark.parametrize(("model", "loss"), sorted(BEFORE_CONDITIONING))
 def test_cond_none_trains_exactly_as_before(make_cfg, model, loss):
-    cfg = make_cfg(*tiny(model), "data=mnist_sample", f"loss={loss}", "cond=none")
+    # the weights' layout the values above were recorded with: channels-last convolutions
+    # round differently (5e-6 apart after wgan_gp's double backward)
+    layout = "trainer.memory_format=contiguous"
+    cfg = make_cfg(*tiny(model), "data=mnist_sample", f"loss={loss}", "cond=none", layout)
     seed_everything(0)
     trainer = build_trainer(cfg, torch.device("cpu"))
     for _ in range(3):
