@@ -78,8 +78,8 @@ def native_bf16_cpu() -> bool:
     convolutions and matrix products. Without them bf16 is emulated: on this project's CPU,
     limited to AVX-512 or AVX2 (ONEDNN_MAX_CPU_ISA), a +preset=fast10 step under bf16
     autocast cost 2.4x and 11x the CPU of fp32; with AMX, 0.57x (batch 128; 0.63x at the
-    preset's batch 64, channels-last). Unknown (False) where
-    torch has no probe (other architectures)."""
+    preset's batch 64, channels-last). Unknown (False) where torch has no probe (other
+    architectures)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 

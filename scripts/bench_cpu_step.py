@@ -69,8 +69,8 @@ def main() -> None:
     print(f"{'variant':24} {'CPU-s/it (min..max)':>22} {'ratio to ' + first:>28}")
     for name, seconds in times.items():
         ratios = [s / f for s, f in zip(seconds, times[first], strict=True)]
-        rows.append({"variant": name, "overrides": variants[name], "cpu_s": seconds})
-        rows[-1]["ratios"] = ratios
+        row = {"variant": name, "overrides": variants[name], "cpu_s": seconds, "ratios": ratios}
+        rows.append(row)
         spread = f"{statistics.median(seconds):.4f} ({min(seconds):.4f}..{max(seconds):.4f})"
         shown = " ".join(f"{r:.3f}" for r in ratios)
         print(f"{name:24} {spread:>22} {shown:>28}")

@@ -238,10 +238,11 @@ def _is_best_trial(cfg, study: str, lr_rel: float, measured: dict | None = None)
 
     path = Path(__file__).resolve().parents[1] / "docs" / study / "optimization_results.yaml"
     best = yaml.safe_load(path.read_text())["best_params"]
-    for key, value in (measured or {}).items():
+    measured = measured or {}
+    for key, value in measured.items():
         assert best[key] != value and OmegaConf.select(cfg, key) == value, key
     for key, value in best.items():
-        if key in (measured or {}):
+        if key in measured:
             continue
         if key == "optimizer.lr":
             assert cfg.optimizer.lr == pytest.approx(value, rel=lr_rel)
